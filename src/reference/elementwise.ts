@@ -1,0 +1,191 @@
+// Elementwise ops with NumPy broadcasting, each beside its backward rule.
+
+import {
+  type RefTensor, assertSameShape, broadcastIndexMap, broadcastShapes, reduceToShape, zeros,
+} from './tensor.js';
+
+/** Gradients of a binary op, each already reduced to its input's shape. */
+export interface BinaryGrads {
+  da: RefTensor;
+  db: RefTensor;
+}
+
+function binary(a: RefTensor, b: RefTensor, f: (x: number, y: number) => number): RefTensor {
+  const shape = broadcastShapes(a.shape, b.shape);
+  const ia = broadcastIndexMap(a.shape, shape);
+  const ib = broadcastIndexMap(b.shape, shape);
+  const out = zeros(shape);
+  for (let i = 0; i < out.data.length; i++) out.data[i] = f(a.data[ia[i]], b.data[ib[i]]);
+  return out;
+}
+
+/**
+ * Backward of a binary op from its two local partials: each input's gradient is dy times its
+ * partial at the broadcast position, then summed back over the broadcast axes.
+ */
+function binaryBackward(dy: RefTensor, a: RefTensor, b: RefTensor,
+  pa: (x: number, y: number) => number, pb: (x: number, y: number) => number): BinaryGrads {
+  const shape = broadcastShapes(a.shape, b.shape);
+  assertSameShape('binary backward', dy.shape, shape, 'dy and the broadcast output shape');
+  const ia = broadcastIndexMap(a.shape, shape);
+  const ib = broadcastIndexMap(b.shape, shape);
+  const ga = zeros(shape);
+  const gb = zeros(shape);
+  for (let i = 0; i < dy.data.length; i++) {
+    const x = a.data[ia[i]];
+    const y = b.data[ib[i]];
+    ga.data[i] = dy.data[i] * pa(x, y);
+    gb.data[i] = dy.data[i] * pb(x, y);
+  }
+  return { da: reduceToShape(ga, a.shape), db: reduceToShape(gb, b.shape) };
+}
+
+export function add(a: RefTensor, b: RefTensor): RefTensor {
+  return binary(a, b, (x, y) => x + y);
+}
+
+// d(a+b)/da = 1, d(a+b)/db = 1
+export function addBackward(dy: RefTensor, a: RefTensor, b: RefTensor): BinaryGrads {
+  return binaryBackward(dy, a, b, () => 1, () => 1);
+}
+
+export function sub(a: RefTensor, b: RefTensor): RefTensor {
+  return binary(a, b, (x, y) => x - y);
+}
+
+// d(a-b)/da = 1, d(a-b)/db = -1
+export function subBackward(dy: RefTensor, a: RefTensor, b: RefTensor): BinaryGrads {
+  return binaryBackward(dy, a, b, () => 1, () => -1);
+}
+
+export function mul(a: RefTensor, b: RefTensor): RefTensor {
+  return binary(a, b, (x, y) => x * y);
+}
+
+// d(ab)/da = b, d(ab)/db = a
+export function mulBackward(dy: RefTensor, a: RefTensor, b: RefTensor): BinaryGrads {
+  return binaryBackward(dy, a, b, (_x, y) => y, (x) => x);
+}
+
+export function div(a: RefTensor, b: RefTensor): RefTensor {
+  return binary(a, b, (x, y) => x / y);
+}
+
+// d(a/b)/da = 1/b, d(a/b)/db = -a/b^2
+export function divBackward(dy: RefTensor, a: RefTensor, b: RefTensor): BinaryGrads {
+  return binaryBackward(dy, a, b, (_x, y) => 1 / y, (x, y) => -x / (y * y));
+}
+
+/** A unary op as its value and its derivative, both at the input x. */
+interface UnaryRule {
+  f: (x: number) => number;
+  df: (x: number) => number;
+}
+
+function sigmoidOf(x: number): number {
+  // Two branches so exp never sees a large positive argument (no Infinity / Infinity).
+  if (x >= 0) return 1 / (1 + Math.exp(-x));
+  const e = Math.exp(x);
+  return e / (1 + e);
+}
+
+/**
+ * One table for the unary ops. Policy at kinks, following PyTorch: relu'(0) = 0 (the
+ * subgradient that keeps dead units dead), abs'(0) = sign(0) = 0, leakyRelu'(0) = slope.
+ */
+const UNARY = {
+  // d(-x) = -1
+  neg: { f: (x) => -x, df: () => -1 },
+  // d relu(x) = [x > 0]
+  relu: { f: (x) => (x > 0 ? x : 0), df: (x) => (x > 0 ? 1 : 0) },
+  // d exp(x) = exp(x)
+  exp: { f: Math.exp, df: Math.exp },
+  // d log(x) = 1/x
+  log: { f: Math.log, df: (x) => 1 / x },
+  // d sqrt(x) = 1/(2 sqrt(x)), Infinity at 0
+  sqrt: { f: Math.sqrt, df: (x) => 0.5 / Math.sqrt(x) },
+  // d x^2 = 2x
+  square: { f: (x) => x * x, df: (x) => 2 * x },
+  // d sigmoid(x) = s (1 - s)
+  sigmoid: { f: sigmoidOf, df: (x) => sigmoidOf(x) * (1 - sigmoidOf(x)) },
+  // d tanh(x) = 1 - tanh(x)^2
+  tanh: { f: Math.tanh, df: (x) => 1 - Math.tanh(x) ** 2 },
+  // d |x| = sign(x), 0 at 0
+  abs: { f: Math.abs, df: (x) => Math.sign(x) },
+} satisfies Record<string, UnaryRule>;
+
+export type UnaryOpName = keyof typeof UNARY;
+export const unaryOpNames = Object.keys(UNARY) as UnaryOpName[];
+
+function mapUnary(x: RefTensor, f: (v: number) => number): RefTensor {
+  const out = zeros(x.shape);
+  for (let i = 0; i < x.data.length; i++) out.data[i] = f(x.data[i]);
+  return out;
+}
+
+function backwardUnary(dy: RefTensor, x: RefTensor, df: (v: number) => number, op: string)
+  : RefTensor {
+  assertSameShape(`${op}Backward`, dy.shape, x.shape, 'dy and x shapes');
+  const out = zeros(x.shape);
+  for (let i = 0; i < x.data.length; i++) out.data[i] = dy.data[i] * df(x.data[i]);
+  return out;
+}
+
+/** Forward of the named unary op. */
+export function unary(op: UnaryOpName, x: RefTensor): RefTensor {
+  return mapUnary(x, UNARY[op].f);
+}
+
+/** Backward of the named unary op: dx = dy * f'(x). */
+export function unaryBackward(op: UnaryOpName, dy: RefTensor, x: RefTensor): RefTensor {
+  return backwardUnary(dy, x, UNARY[op].df, op);
+}
+
+export const neg = (x: RefTensor): RefTensor => unary('neg', x);
+export const relu = (x: RefTensor): RefTensor => unary('relu', x);
+export const exp = (x: RefTensor): RefTensor => unary('exp', x);
+export const log = (x: RefTensor): RefTensor => unary('log', x);
+export const sqrt = (x: RefTensor): RefTensor => unary('sqrt', x);
+export const square = (x: RefTensor): RefTensor => unary('square', x);
+export const sigmoid = (x: RefTensor): RefTensor => unary('sigmoid', x);
+export const tanh = (x: RefTensor): RefTensor => unary('tanh', x);
+export const abs = (x: RefTensor): RefTensor => unary('abs', x);
+
+type UnaryBackward = (dy: RefTensor, x: RefTensor) => RefTensor;
+export const negBackward: UnaryBackward = (dy, x) => unaryBackward('neg', dy, x);
+export const reluBackward: UnaryBackward = (dy, x) => unaryBackward('relu', dy, x);
+export const expBackward: UnaryBackward = (dy, x) => unaryBackward('exp', dy, x);
+export const logBackward: UnaryBackward = (dy, x) => unaryBackward('log', dy, x);
+export const sqrtBackward: UnaryBackward = (dy, x) => unaryBackward('sqrt', dy, x);
+export const squareBackward: UnaryBackward = (dy, x) => unaryBackward('square', dy, x);
+export const sigmoidBackward: UnaryBackward = (dy, x) => unaryBackward('sigmoid', dy, x);
+export const tanhBackward: UnaryBackward = (dy, x) => unaryBackward('tanh', dy, x);
+export const absBackward: UnaryBackward = (dy, x) => unaryBackward('abs', dy, x);
+
+export function scale(x: RefTensor, s: number): RefTensor {
+  return mapUnary(x, (v) => v * s);
+}
+
+// d(s x)/dx = s
+export function scaleBackward(dy: RefTensor, s: number): RefTensor {
+  return mapUnary(dy, (v) => v * s);
+}
+
+export function addScalar(x: RefTensor, s: number): RefTensor {
+  return mapUnary(x, (v) => v + s);
+}
+
+// d(x + s)/dx = 1
+export function addScalarBackward(dy: RefTensor): RefTensor {
+  return mapUnary(dy, (v) => v);
+}
+
+/** x for x > 0, slope x otherwise (PyTorch's F.leaky_relu). */
+export function leakyRelu(x: RefTensor, slope: number): RefTensor {
+  return mapUnary(x, (v) => (v > 0 ? v : slope * v));
+}
+
+// d leakyRelu(x) = 1 for x > 0, slope for x <= 0 (so slope at the kink, as PyTorch)
+export function leakyReluBackward(dy: RefTensor, x: RefTensor, slope: number): RefTensor {
+  return backwardUnary(dy, x, (v) => (v > 0 ? 1 : slope), 'leakyRelu');
+}

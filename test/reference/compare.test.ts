@@ -1,0 +1,103 @@
+// compare() and assertClose(): the verdict, the worst and first indices, and the message.
+
+import { describe, expect, it } from 'vitest';
+import { TOL, assertClose, compare } from '../../src/reference/compare.js';
+
+describe('compare', () => {
+  it('passes values within atol + rtol |e| and reports the largest errors', () => {
+    const r = compare([1.0005, 2, -3], [1, 2, -3.001], { atol: 0, rtol: 1e-3 });
+    expect(r.ok).toBe(true);
+    expect(r.count).toBe(3);
+    expect(r.badCount).toBe(0);
+    expect(r.firstBadIndex).toBe(-1);
+    expect(r.maxAbsErr).toBeCloseTo(0.001, 12);
+    expect(r.maxRelErr).toBeCloseTo(0.0005, 12);
+    expect(r.message).toMatch(/^output: all 3 elements within/);
+  });
+
+  it('names the first and the worst failing element as n-d indices, with both values', () => {
+    const expected = [0, 0, 0, 0, 0, 0];
+    const actual = [0, 0.2, 0, 0, 0, 0.5];
+    const r = compare(actual, expected, { atol: 0.1, rtol: 0, shape: [2, 3], name: 'conv dx' });
+    expect(r.ok).toBe(false);
+    expect(r.badCount).toBe(2);
+    expect(r.firstBadIndex).toBe(1);
+    expect(r.worstIndex).toBe(5);
+    expect(r.worstIndexNd).toEqual([1, 2]);
+    expect(r.actualAtWorst).toBe(0.5);
+    expect(r.expectedAtWorst).toBe(0);
+    expect(r.maxAbsErr).toBe(0.5);
+    expect(r.maxRelErr).toBe(Infinity);
+    expect(r.message).toContain('conv dx: 2 of 6 elements outside');
+    expect(r.message).toContain('first at [0, 1] (flat 1): actual 0.2, expected 0');
+    expect(r.message).toContain('worst at [1, 2] (flat 5): actual 0.5, expected 0');
+  });
+
+  it('ranks the worst by excess over tolerance, not by raw error', () => {
+    // Index 0 errs by 1 against a tolerance of 1 + 0.01*1000 = 11: fine.
+    // Index 1 errs by 0.5 against a tolerance of 0.1: the worst.
+    const r = compare([1001, 0.5], [1000, 0], { atol: 1, rtol: 0.01 });
+    expect(r.worstIndex).toBe(1);
+    expect(r.badCount).toBe(0);
+    const r2 = compare([1001, 1.5], [1000, 0], { atol: 1, rtol: 0.01 });
+    expect(r2.worstIndex).toBe(1);
+    expect(r2.ok).toBe(false);
+  });
+
+  it('treats NaN as equal to nothing and infinities as equal only to themselves', () => {
+    expect(compare([NaN], [NaN], TOL.gradient).ok).toBe(false);
+    expect(compare([Infinity, -Infinity], [Infinity, -Infinity], TOL.exact).ok).toBe(true);
+    const r = compare([1, Infinity, NaN], [1, -Infinity, 2], TOL.f32Elementwise);
+    expect(r.ok).toBe(false);
+    expect(r.badCount).toBe(2);
+    expect(r.firstBadIndex).toBe(1);
+    expect(r.worstIndex).toBe(1);
+    expect(r.maxAbsErr).toBe(Infinity);
+    expect(r.message).toContain('actual Infinity, expected -Infinity');
+    expect(compare([5], [Infinity], { atol: 1e9, rtol: 1 }).ok).toBe(false);
+  });
+
+  it('fails on a length mismatch and rejects a shape of the wrong size', () => {
+    const r = compare([1, 2], [1, 2, 3], TOL.exact);
+    expect(r.ok).toBe(false);
+    expect(r.message).toMatch(/length mismatch, actual has 2 elements, expected 3/);
+    expect(() => compare([1], [1], { ...TOL.exact, shape: [2] })).toThrow(/holds 2 elements/);
+  });
+
+  it('exact means bit-for-bit, so one ulp fails', () => {
+    const x = 1 + 2 ** -52;
+    expect(compare([x], [1], TOL.exact).ok).toBe(false);
+    expect(compare([1], [1], TOL.exact).ok).toBe(true);
+  });
+
+  it('assertClose throws the message and returns the result when fine', () => {
+    expect(() => assertClose([1, 3], [1, 2], { atol: 0.5, rtol: 0, name: 'softmax y' }))
+      .toThrow(/softmax y: 1 of 2 elements outside.*\[1\]: actual 3, expected 2/);
+    expect(assertClose([1, 2], [1, 2], TOL.exact).ok).toBe(true);
+  });
+});
+
+describe('TOL tiers', () => {
+  it('grow with the reduction length and stay ordered', () => {
+    const u = 2 ** -24;
+    expect(TOL.f32Reduction(1).rtol).toBeCloseTo(6 * u, 20);
+    expect(TOL.f32Reduction(10000).rtol).toBeGreaterThan(TOL.f32Reduction(100).rtol);
+    expect(TOL.f32Reduction(100, 10).atol).toBeGreaterThan(TOL.f32Reduction(100, 1).atol);
+    expect(TOL.f32Matmul(64).rtol).toBeGreaterThan(TOL.f32Reduction(64).rtol);
+    expect(TOL.gradient.rtol).toBeGreaterThan(TOL.f32Elementwise.rtol);
+  });
+
+  it('accept a float32 sum of 4096 terms and reject an off-by-one-term sum', () => {
+    // Sequential float32 accumulation of values in [0, 1): the error is what the tier bounds.
+    const n = 4096;
+    const xs = Array.from({ length: n }, (_, i) => ((i * 2654435761) % 1000) / 1000);
+    let f32 = 0;
+    let f64 = 0;
+    for (const x of xs) {
+      f32 = Math.fround(f32 + Math.fround(x));
+      f64 += Math.fround(x);
+    }
+    expect(compare([f32], [f64], TOL.f32Reduction(n)).ok).toBe(true);
+    expect(compare([f32 + 0.5], [f64], TOL.f32Reduction(n)).ok).toBe(false);
+  });
+});

@@ -1,0 +1,141 @@
+// Elementwise ops: forward values, broadcasting, and every backward rule against finite
+// differences.
+
+import { describe, expect, it } from 'vitest';
+import {
+  type UnaryOpName, add, addBackward, addScalar, addScalarBackward, div, divBackward,
+  leakyRelu, leakyReluBackward, mul, mulBackward, relu, reluBackward, scale, scaleBackward,
+  sigmoid, sub, subBackward, unary, unaryBackward, unaryOpNames, abs, absBackward, sqrt,
+} from '../../src/reference/elementwise.js';
+import { mulberry32 } from '../../src/reference/random.js';
+import { type RefTensor, ref, uniform } from '../../src/reference/tensor.js';
+import { expectClose, expectGrads } from './helpers.js';
+
+const binaries = [
+  ['add', add, addBackward],
+  ['sub', sub, subBackward],
+  ['mul', mul, mulBackward],
+  ['div', div, divBackward],
+] as const;
+
+// Broadcast pairs that exercise every rule: equal, scalar, leading axes, size-1 in the middle,
+// both sides stretching, and a single element.
+const shapePairs: [number[], number[]][] = [
+  [[3, 5], [3, 5]],
+  [[2, 3, 7], []],
+  [[7], [2, 3, 7]],
+  [[2, 1, 5], [2, 3, 1]],
+  [[3, 1], [1, 4]],
+  [[1], [1]],
+];
+
+describe('binary forward', () => {
+  it('computes hand-checked values with a broadcast row', () => {
+    const a = ref([2, 2], [1, 2, 3, 4]);
+    const b = ref([2], [10, 20]);
+    expect(Array.from(add(a, b).data)).toEqual([11, 22, 13, 24]);
+    expect(Array.from(sub(a, b).data)).toEqual([-9, -18, -7, -16]);
+    expect(Array.from(mul(a, b).data)).toEqual([10, 40, 30, 80]);
+    expect(Array.from(div(a, b).data)).toEqual([0.1, 0.1, 0.3, 0.2]);
+  });
+
+  it('stretches both operands: [3,1] + [1,4] -> [3,4]', () => {
+    const y = add(ref([3, 1], [0, 10, 20]), ref([1, 4], [1, 2, 3, 4]));
+    expect(y.shape).toEqual([3, 4]);
+    expect(Array.from(y.data)).toEqual([1, 2, 3, 4, 11, 12, 13, 14, 21, 22, 23, 24]);
+  });
+
+  it('names both shapes when they do not broadcast', () => {
+    expect(() => mul(ref([2, 3], (i) => i), ref([2], [1, 2]))).toThrow(/\[2, 3\] and \[2\]/);
+  });
+});
+
+describe('binary backward against finite differences', () => {
+  for (const [name, f, back] of binaries) {
+    for (const [sa, sb] of shapePairs) {
+      it(`${name} [${sa}] x [${sb}]`, () => {
+        const rng = mulberry32(11);
+        // Keep divisors away from 0 so finite differences stay smooth.
+        const a = uniform(sa, rng, -2, 2);
+        const b = name === 'div' ? uniform(sb, rng, 0.5, 2) : uniform(sb, rng, -2, 2);
+        expectGrads(`${name} backward`, ([x, y]) => f(x, y), [a, b], (dy) => {
+          const g = back(dy, a, b);
+          expect(g.da.shape).toEqual(sa);
+          expect(g.db.shape).toEqual(sb);
+          return [g.da, g.db];
+        });
+      });
+    }
+  }
+
+  it('add backward sums the gradient over the broadcast axes (hand values)', () => {
+    const a = ref([2, 2], [1, 2, 3, 4]);
+    const b = ref([2], [0, 0]);
+    const g = addBackward(ref([2, 2], [1, 2, 3, 4]), a, b);
+    expect(Array.from(g.da.data)).toEqual([1, 2, 3, 4]);
+    expect(Array.from(g.db.data)).toEqual([4, 6]);
+  });
+});
+
+describe('unary ops', () => {
+  it('hand-checked forward values', () => {
+    const x = ref([4], [-2, 0, 0.25, 4]);
+    expect(Array.from(relu(x).data)).toEqual([0, 0, 0.25, 4]);
+    expect(Array.from(abs(x).data)).toEqual([2, 0, 0.25, 4]);
+    expect(Array.from(sqrt(ref([3], [0, 0.25, 4])).data)).toEqual([0, 0.5, 2]);
+    expect(Array.from(leakyRelu(x, 0.1).data)).toEqual([-0.2, 0, 0.25, 4]);
+    expect(Array.from(scale(x, -2).data)).toEqual([4, -0, -0.5, -8]);
+    expect(Array.from(addScalar(x, 1).data)).toEqual([-1, 1, 1.25, 5]);
+    expectClose(unary('exp', ref([2], [0, Math.log(3)])).data, [1, 3]);
+    expectClose(unary('log', ref([2], [1, Math.E])).data, [0, 1]);
+    expectClose(unary('tanh', ref([1], [Math.log(2)])).data, [3 / 5]);
+    expectClose(unary('square', ref([1], [-3])).data, [9]);
+    expectClose(unary('neg', ref([1], [5])).data, [-5]);
+    expectClose(sigmoid(ref([3], [0, Math.log(3), -Math.log(3)])).data, [0.5, 0.75, 0.25]);
+  });
+
+  it('sigmoid does not overflow at large |x|', () => {
+    const y = sigmoid(ref([2], [-1000, 1000]));
+    expect(Array.from(y.data)).toEqual([0, 1]);
+  });
+
+  it('kink policy: relu\'(0) = 0, abs\'(0) = 0, leakyRelu\'(0) = slope', () => {
+    const x = ref([3], [-1, 0, 1]);
+    const dy = ref([3], [1, 1, 1]);
+    expect(Array.from(reluBackward(dy, x).data)).toEqual([0, 0, 1]);
+    expect(Array.from(absBackward(dy, x).data)).toEqual([-1, 0, 1]);
+    expect(Array.from(leakyReluBackward(dy, x, 0.1).data)).toEqual([0.1, 0.1, 1]);
+  });
+
+  for (const op of unaryOpNames) {
+    it(`${op} backward [3, 7]`, () => {
+      const rng = mulberry32(5);
+      // log and sqrt need positive inputs; relu/abs avoid a band around the kink at 0.
+      const positive = op === 'log' || op === 'sqrt';
+      const x = positive ? uniform([3, 7], rng, 0.2, 3) : uniform([3, 7], rng, -3, 3);
+      if (op === 'relu' || op === 'abs') {
+        for (let i = 0; i < x.data.length; i++) if (Math.abs(x.data[i]) < 0.01) x.data[i] = 0.5;
+      }
+      expectGrads(`${op} backward`, ([v]) => unary(op as UnaryOpName, v), [x],
+        (dy) => [unaryBackward(op, dy, x)]);
+    });
+  }
+
+  it('leakyRelu, scale and addScalar backward [1] and [2, 5]', () => {
+    for (const shape of [[1], [2, 5]]) {
+      const x = uniform(shape, mulberry32(9), -2, 2);
+      x.data[0] = 0.7;
+      expectGrads('leakyRelu backward', ([v]) => leakyRelu(v, 0.2), [x],
+        (dy) => [leakyReluBackward(dy, x, 0.2)]);
+      expectGrads('scale backward', ([v]) => scale(v, -1.5), [x],
+        (dy) => [scaleBackward(dy, -1.5)]);
+      expectGrads('addScalar backward', ([v]) => addScalar(v, 3), [x],
+        (dy) => [addScalarBackward(dy)]);
+    }
+  });
+
+  it('backward rejects a dy of another shape', () => {
+    const x: RefTensor = ref([2], [1, 2]);
+    expect(() => reluBackward(ref([3], [1, 2, 3]), x)).toThrow(/reluBackward.*\[3\].*\[2\]/);
+  });
+});
