@@ -1,0 +1,104 @@
+// Elementwise kernels: one thread per output element, broadcasting by strides.
+//
+// The TypeScript side merges adjacent dimensions that broadcast alike, so every op is
+// described by at most four output dimensions and each operand's stride in them (0 where
+// the operand is broadcast). The operation is a pipeline constant (OP), so each op is its
+// own specialised pipeline without a branch per element. Workgroups are folded into x and
+// y past the 65535 limit; the linear index is rebuilt from num_workgroups.
+
+override WG: u32 = 256;
+override OP: u32 = 0;
+
+struct Params {
+  n: u32,          // number of output elements
+  shape: vec4<u32>,     // output shape, outermost first, padded with 1
+  a_strides: vec4<u32>,
+  b_strides: vec4<u32>,
+  alpha: f32,      // scalar operand: scale, shift, slope
+  beta: f32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<uniform> params: Params;
+
+fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+  return (wid.x + wid.y * nwg.x) * WG + lid;
+}
+
+// Offset of output element i in an operand with the given strides.
+fn offset_of(i: u32, strides: vec4<u32>) -> u32 {
+  let s = params.shape;
+  var r = i;
+  let i3 = r % s.w; r = r / s.w;
+  let i2 = r % s.z; r = r / s.z;
+  let i1 = r % s.y; r = r / s.y;
+  return r * strides.x + i1 * strides.y + i2 * strides.z + i3 * strides.w;
+}
+
+// Binary ops. 0 add, 1 sub, 2 mul, 3 div, 4 relu backward (a = dy, b = x),
+// 5 maximum, 6 minimum, 7 leaky relu backward (alpha = slope), 8 sigmoid backward
+// (a = dy, b = sigmoid(x)), 9 tanh backward (a = dy, b = tanh(x)), 10 a * alpha + b * beta.
+fn binary(x: f32, y: f32) -> f32 {
+  switch OP {
+    case 0u: { return x + y; }
+    case 1u: { return x - y; }
+    case 2u: { return x * y; }
+    case 3u: { return x / y; }
+    case 4u: { return select(0.0, x, y > 0.0); }
+    case 5u: { return max(x, y); }
+    case 6u: { return min(x, y); }
+    case 7u: { return select(x * params.alpha, x, y > 0.0); }
+    case 8u: { return x * y * (1.0 - y); }
+    case 9u: { return x * (1.0 - y * y); }
+    case 10u: { return x * params.alpha + y * params.beta; }
+    default: { return 0.0; }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn binary_main(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wid, nwg, lid);
+  if (i >= params.n) { return; }
+  out[i] = binary(a[offset_of(i, params.a_strides)], b[offset_of(i, params.b_strides)]);
+}
+
+// Unary ops. 0 neg, 1 relu, 2 exp, 3 log, 4 sqrt, 5 square, 6 sigmoid, 7 tanh, 8 abs,
+// 9 alpha * x + beta (scale and shift), 10 leaky relu (alpha = slope), 11 copy,
+// 12 fill with alpha, 13 reciprocal, 14 sign.
+fn unary(x: f32) -> f32 {
+  switch OP {
+    case 0u: { return -x; }
+    case 1u: { return max(x, 0.0); }
+    case 2u: { return exp(x); }
+    case 3u: { return log(x); }
+    case 4u: { return sqrt(x); }
+    case 5u: { return x * x; }
+    // Written with exp of a non-positive number so that neither branch overflows.
+    case 6u: {
+      let e = exp(-abs(x));
+      return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+    }
+    case 7u: { return tanh(x); }
+    case 8u: { return abs(x); }
+    case 9u: { return params.alpha * x + params.beta; }
+    case 10u: { return select(x * params.alpha, x, x > 0.0); }
+    case 11u: { return x; }
+    case 12u: { return params.alpha; }
+    case 13u: { return 1.0 / x; }
+    case 14u: { return sign(x); }
+    default: { return 0.0; }
+  }
+}
+
+@compute @workgroup_size(WG)
+fn unary_main(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+  let i = linear_index(wid, nwg, lid);
+  if (i >= params.n) { return; }
+  out[i] = unary(a[offset_of(i, params.a_strides)]);
+}

@@ -1,0 +1,54 @@
+// Strided reductions: out[o] = scale * reduce_r in[offset(o) + offset(r)].
+//
+// The TypeScript side describes the kept dimensions (o) and the reduced dimensions (r)
+// by at most four sizes and input strides each. One thread owns one (output, chunk)
+// pair and loops over its chunk in a fixed order, so results never depend on timing;
+// long reductions with few outputs are split into chunks and finished by a second
+// dispatch of the same kernel over the partial results.
+
+override WG: u32 = 64;
+override OP: u32 = 0;   // 0 sum, 1 max
+
+struct Params {
+  n_out: u32,            // number of outputs
+  n_red: u32,            // elements reduced per output
+  chunk: u32,            // elements per thread
+  n_chunks: u32,
+  out_shape: vec4<u32>,
+  out_strides: vec4<u32>,
+  red_shape: vec4<u32>,
+  red_strides: vec4<u32>,
+  scale: f32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> params: Params;
+
+fn offset_of(i: u32, shape: vec4<u32>, strides: vec4<u32>) -> u32 {
+  var r = i;
+  let i3 = r % shape.w; r = r / shape.w;
+  let i2 = r % shape.z; r = r / shape.z;
+  let i1 = r % shape.y; r = r / shape.y;
+  return r * strides.x + i1 * strides.y + i2 * strides.z + i3 * strides.w;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let t = (wid.x + wid.y * nwg.x) * WG + lid;
+  if (t >= params.n_out * params.n_chunks) { return; }
+  let o = t / params.n_chunks;
+  let c = t % params.n_chunks;
+  let base = offset_of(o, params.out_shape, params.out_strides);
+  let start = c * params.chunk;
+  let end = min(start + params.chunk, params.n_red);
+  var acc = select(0.0, -3.4028234663852886e38, OP == 1u);
+  for (var r = start; r < end; r++) {
+    let v = x[base + offset_of(r, params.red_shape, params.red_strides)];
+    if (OP == 1u) { acc = max(acc, v); } else { acc += v; }
+  }
+  if (OP == 0u) { acc *= params.scale; }
+  out[t] = acc;
+}

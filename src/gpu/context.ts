@@ -1,0 +1,469 @@
+// The GPU layer: one device, its shaders and pipelines, a buffer pool, and a recorder
+// that turns dispatch descriptions into one command buffer per run.
+//
+// Every kernel is a `.wgsl` file in shaders/; its bind group layout and uniform struct
+// layout are read from the source (reflect.ts). A dispatch names its buffers and uniform
+// members by the names the WGSL gives them, and a wrong or missing name is an error that
+// names the shader and the binding.
+
+import { debug, debugLevel } from './debug.js';
+import { BindingError, DeviceLostError, LimitError, ShaderError } from './errors.js';
+import { BufferPool } from './pool.js';
+import { reflectShader, type EntryInfo, type ShaderInfo } from './reflect.js';
+
+/** Returns the WGSL text of `shaders/<name>.wgsl`. */
+export type ShaderLoader = (name: string) => string;
+
+export interface BufferRange {
+  buffer: GPUBuffer;
+  offset?: number;
+  size?: number;
+}
+
+export interface DispatchSpec {
+  /** Shader file name without `.wgsl`. */
+  shader: string;
+  /** Entry point; default `main`. */
+  entry?: string;
+  /** Pipeline-overridable constants (tile and workgroup sizes); part of the cache key. */
+  overrides?: Record<string, number>;
+  bindings: Record<string, GPUBuffer | BufferRange>;
+  /** Members of the entry's uniform struct, by name. */
+  uniforms?: Record<string, number | readonly number[]>;
+  /** A count of workgroups (folded into x and y past the per-dimension limit), or x, y, z. */
+  workgroups: number | readonly [number, number, number];
+  /** Shown in errors and debug output; defaults to shader:entry. */
+  label?: string;
+}
+
+/** GPUBufferUsage's values; the global exists only once a WebGPU implementation loads. */
+export const BufferUsage = {
+  MAP_READ: 1, MAP_WRITE: 2, COPY_SRC: 4, COPY_DST: 8, UNIFORM: 64, STORAGE: 128,
+} as const;
+export const STORAGE_USAGE = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST;
+
+interface Kernel {
+  key: string;
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  entry: EntryInfo;
+  label: string;
+}
+
+type Command =
+  | { kind: 'dispatch'; spec: DispatchSpec; entry: EntryInfo; key: string;
+      uniformOffset: number; groups: [number, number, number] }
+  | { kind: 'copy'; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number;
+      size: number }
+  | { kind: 'clear'; buffer: GPUBuffer; offset: number; size: number };
+
+const UNIFORM_ALIGN = 256;
+
+/** Turns a workgroup count into a grid that fits the per-dimension limit. */
+export function foldWorkgroups(count: number, maxPerDim: number): [number, number, number] {
+  if (!Number.isInteger(count) || count < 0) {
+    throw new LimitError(`workgroup count ${count} is not a non-negative integer`);
+  }
+  if (count <= maxPerDim) return [count, 1, 1];
+  const y = Math.ceil(count / maxPerDim);
+  if (y > maxPerDim) {
+    throw new LimitError(`${count} workgroups exceed ${maxPerDim}^2 even when folded`);
+  }
+  return [maxPerDim, y, 1];
+}
+
+export interface GpuContextOptions {
+  device: GPUDevice;
+  adapterInfo: string;
+  loadShader: ShaderLoader;
+  /** Called once if the device is lost; the engine refuses work afterwards. */
+  onLost?: (message: string) => void;
+}
+
+export class GpuContext {
+  readonly device: GPUDevice;
+  readonly limits: GPUSupportedLimits;
+  readonly adapterInfo: string;
+  readonly pool: BufferPool;
+  private uniformPool: BufferPool;
+  private loadShader: ShaderLoader;
+  private shaders = new Map<string, { info: ShaderInfo; source: string; module?: GPUShaderModule }>();
+  private kernels = new Map<string, Kernel>();
+  private compiling = new Map<string, Promise<Kernel>>();
+  private lostMessage: string | null = null;
+  private uncaptured: string[] = [];
+  /** Submissions and readbacks since creation, for the benchmark's per-step counts. */
+  readonly counters = { submits: 0, readbacks: 0, dispatches: 0 };
+
+  constructor(opts: GpuContextOptions) {
+    this.device = opts.device;
+    this.limits = opts.device.limits;
+    this.adapterInfo = opts.adapterInfo;
+    this.loadShader = opts.loadShader;
+    this.pool = new BufferPool(this.device, 'tensor');
+    this.uniformPool = new BufferPool(this.device, 'uniforms');
+    this.device.lost.then((info) => {
+      if (this.lostMessage !== null) return;
+      this.lostMessage = `GPU device lost (${info.reason}): ${info.message}`;
+      opts.onLost?.(this.lostMessage);
+    });
+    this.device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
+      this.uncaptured.push(ev.error.message);
+    };
+  }
+
+  get lost(): boolean {
+    return this.lostMessage !== null;
+  }
+
+  checkAlive(what: string): void {
+    if (this.lostMessage !== null) {
+      throw new DeviceLostError(`${what}: ${this.lostMessage}`);
+    }
+    if (this.uncaptured.length) {
+      const errs = this.uncaptured.splice(0);
+      throw new ShaderError(`${what}: the GPU reported an error earlier: ${errs.join('; ')}`);
+    }
+  }
+
+  /** Reflection of a shader file (cached); throws ShaderError naming the file. */
+  shader(name: string): ShaderInfo {
+    let s = this.shaders.get(name);
+    if (!s) {
+      const source = this.loadShader(name);
+      s = { info: reflectShader(`${name}.wgsl`, source), source };
+      this.shaders.set(name, s);
+    }
+    return s.info;
+  }
+
+  entryInfo(shader: string, entry = 'main'): EntryInfo {
+    const info = this.shader(shader);
+    const e = info.entries.get(entry);
+    if (!e) {
+      throw new BindingError(`${shader}.wgsl has no compute entry point '${entry}' ` +
+        `(it has: ${[...info.entries.keys()].join(', ')})`);
+    }
+    return e;
+  }
+
+  private kernelKey(spec: DispatchSpec): string {
+    const o = spec.overrides ?? {};
+    const parts = Object.keys(o).sort().map((k) => `${k}=${o[k]}`);
+    return `${spec.shader}:${spec.entry ?? 'main'}{${parts.join(',')}}`;
+  }
+
+  /** Compiles (once) the pipeline of a dispatch; reports WGSL errors as file:line:col. */
+  async kernel(spec: DispatchSpec): Promise<Kernel> {
+    const key = this.kernelKey(spec);
+    const done = this.kernels.get(key);
+    if (done) return done;
+    let p = this.compiling.get(key);
+    if (!p) {
+      p = this.compile(spec, key);
+      this.compiling.set(key, p);
+    }
+    try {
+      return await p;
+    } finally {
+      this.compiling.delete(key);
+    }
+  }
+
+  private async compile(spec: DispatchSpec, key: string): Promise<Kernel> {
+    const entryName = spec.entry ?? 'main';
+    const entry = this.entryInfo(spec.shader, entryName);
+    const s = this.shaders.get(spec.shader)!;
+    const file = `${spec.shader}.wgsl`;
+    for (const k of Object.keys(spec.overrides ?? {})) {
+      if (!entry.overrides.includes(k)) {
+        throw new BindingError(`${file}: entry ${entryName} has no override '${k}' ` +
+          `(it has: ${entry.overrides.join(', ') || 'none'})`);
+      }
+    }
+    if (!s.module) {
+      this.device.pushErrorScope('validation');
+      s.module = this.device.createShaderModule({ code: s.source, label: file });
+      const info = await s.module.getCompilationInfo();
+      const scopeErr = await this.device.popErrorScope();
+      const errors = info.messages.filter((m) => m.type === 'error');
+      if (errors.length || scopeErr) {
+        s.module = undefined;
+        const lines = s.source.split('\n');
+        const text = errors.map((m) =>
+          `${file}:${m.lineNum}:${m.linePos}: ${m.message}\n    ${lines[m.lineNum - 1] ?? ''}`);
+        if (!text.length && scopeErr) text.push(`${file}: ${scopeErr.message}`);
+        throw new ShaderError(`shader compilation failed:\n${text.join('\n')}`);
+      }
+      if (debugLevel() >= 4) debug(4, `${file}:\n${s.source}`, spec.shader);
+    }
+    const layout = this.device.createBindGroupLayout({
+      label: key,
+      entries: entry.bindings.map((b) => ({
+        binding: b.binding,
+        visibility: 4 /* GPUShaderStage.COMPUTE */,
+        buffer: { type: b.type },
+      })),
+    });
+    this.device.pushErrorScope('validation');
+    let pipeline: GPUComputePipeline;
+    try {
+      pipeline = await this.device.createComputePipelineAsync({
+        label: key,
+        layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout], label: key }),
+        compute: { module: s.module, entryPoint: entryName, constants: spec.overrides ?? {} },
+      });
+    } catch (e) {
+      await this.device.popErrorScope();
+      throw new ShaderError(`${key}: pipeline creation failed: ${(e as Error).message}`);
+    }
+    const err = await this.device.popErrorScope();
+    if (err) throw new ShaderError(`${key}: pipeline creation failed: ${err.message}`);
+    debug(1, `compiled ${key}`, spec.shader);
+    const k: Kernel = { key, pipeline, layout, entry, label: key };
+    this.kernels.set(key, k);
+    return k;
+  }
+
+  /** A recorder for one run: dispatches and copies, encoded into one command buffer. */
+  recorder(label: string): Recorder {
+    this.checkAlive(label);
+    return new Recorder(this, label);
+  }
+
+  acquireUniforms(bytes: number): GPUBuffer {
+    return this.uniformPool.acquire(bytes, BufferUsage.UNIFORM | BufferUsage.COPY_DST);
+  }
+
+  releaseUniforms(buf: GPUBuffer): void {
+    this.uniformPool.release(buf);
+  }
+
+  /** Copies `bytes` from a buffer back to the CPU; one submission, one map. */
+  async readBuffer(src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
+    this.checkAlive('read');
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.device.createBuffer({
+      size: Math.max(size, 4), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST,
+      label: 'readback',
+    });
+    const enc = this.device.createCommandEncoder({ label: 'readback' });
+    enc.copyBufferToBuffer(src, offset, staging, 0, size);
+    this.device.queue.submit([enc.finish()]);
+    this.counters.submits++;
+    return this.mapStaging(staging, bytes);
+  }
+
+  async mapStaging(staging: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+    this.counters.readbacks++;
+    try {
+      await staging.mapAsync(1 /* GPUMapMode.READ */);
+    } catch (e) {
+      staging.destroy();
+      this.checkAlive('read');
+      throw e;
+    }
+    const out = staging.getMappedRange(0, Math.ceil(bytes / 4) * 4).slice(0, bytes);
+    staging.unmap();
+    staging.destroy();
+    return out;
+  }
+
+  destroy(): void {
+    this.lostMessage ??= 'the engine was disposed';
+    this.pool.destroy();
+    this.uniformPool.destroy();
+    this.kernels.clear();
+    this.device.destroy();
+  }
+}
+
+export class Recorder {
+  private commands: Command[] = [];
+  private uniformBytes = 0;
+  private uniformData = new Uint8Array(new ArrayBuffer(4096));
+  private readbacks: { src: GPUBuffer; offset: number; bytes: number; staging?: GPUBuffer }[] = [];
+
+  constructor(private ctx: GpuContext, readonly label: string) {}
+
+  get dispatchCount(): number {
+    return this.commands.filter((c) => c.kind === 'dispatch').length;
+  }
+
+  /** Records a dispatch; checks bindings and uniforms against the shader's reflection. */
+  dispatch(spec: DispatchSpec): void {
+    const entryName = spec.entry ?? 'main';
+    const entry = this.ctx.entryInfo(spec.shader, entryName);
+    const file = `${spec.shader}.wgsl`;
+    const where = spec.label ? `${spec.label} (${file}:${entryName})` : `${file}:${entryName}`;
+    const wanted = new Set(entry.bindings.map((b) => b.name));
+    for (const name of Object.keys(spec.bindings)) {
+      if (!wanted.has(name)) {
+        throw new BindingError(`${where}: no binding named '${name}' ` +
+          `(the shader has: ${[...wanted].join(', ')})`);
+      }
+    }
+    let uniformOffset = -1;
+    for (const b of entry.bindings) {
+      if (b.type === 'uniform') {
+        uniformOffset = this.packUniforms(where, b.name, b.members!, b.size, spec.uniforms ?? {});
+        continue;
+      }
+      const given = spec.bindings[b.name];
+      if (!given) throw new BindingError(`${where}: binding '${b.name}' was not given a buffer`);
+      const range = 'buffer' in given ? given : { buffer: given as GPUBuffer };
+      const size = range.size ?? range.buffer.size - (range.offset ?? 0);
+      if (size > this.ctx.limits.maxStorageBufferBindingSize) {
+        throw new LimitError(`${where}: binding '${b.name}' is ${size} bytes, past the ` +
+          `adapter's maxStorageBufferBindingSize of ${this.ctx.limits.maxStorageBufferBindingSize}`);
+      }
+    }
+    if (uniformOffset < 0 && spec.uniforms && Object.keys(spec.uniforms).length) {
+      throw new BindingError(`${where}: uniforms given but the entry has no uniform binding`);
+    }
+    const max = this.ctx.limits.maxComputeWorkgroupsPerDimension;
+    let groups: [number, number, number];
+    if (typeof spec.workgroups === 'number') {
+      groups = foldWorkgroups(spec.workgroups, max);
+    } else {
+      groups = [...spec.workgroups] as [number, number, number];
+      if (groups.some((g) => g > max)) {
+        throw new LimitError(`${where}: workgroups [${groups}] exceed ${max} per dimension`);
+      }
+    }
+    if (groups[0] * groups[1] * groups[2] === 0) return;
+    this.commands.push({ kind: 'dispatch', spec, entry, key: '', uniformOffset, groups });
+  }
+
+  private packUniforms(where: string, binding: string, members: NonNullable<
+    EntryInfo['bindings'][number]['members']>, size: number,
+  values: Record<string, number | readonly number[]>): number {
+    for (const k of Object.keys(values)) {
+      if (!members.some((m) => m.name === k)) {
+        throw new BindingError(`${where}: uniform struct '${binding}' has no member '${k}' ` +
+          `(it has: ${members.map((m) => m.name).join(', ')})`);
+      }
+    }
+    const offset = this.uniformBytes;
+    const end = offset + Math.ceil(size / UNIFORM_ALIGN) * UNIFORM_ALIGN;
+    if (end > this.uniformData.length) {
+      const grown = new Uint8Array(new ArrayBuffer(Math.max(end, this.uniformData.length * 2)));
+      grown.set(this.uniformData);
+      this.uniformData = grown;
+    }
+    const view = new DataView(this.uniformData.buffer, offset, size);
+    for (const m of members) {
+      const v = values[m.name];
+      if (v === undefined) {
+        throw new BindingError(`${where}: uniform '${binding}.${m.name}' was not given a value`);
+      }
+      const arr = typeof v === 'number' ? [v] : v;
+      if (arr.length !== m.components) {
+        throw new BindingError(`${where}: uniform '${binding}.${m.name}' takes ` +
+          `${m.components} values, got ${arr.length}`);
+      }
+      arr.forEach((x, i) => {
+        const at = m.offset + 4 * i;
+        if (m.kind === 'f32') view.setFloat32(at, x, true);
+        else if (m.kind === 'u32') {
+          if (!(x >= 0 && x <= 0xffffffff && Number.isInteger(x))) {
+            throw new BindingError(`${where}: uniform '${binding}.${m.name}' = ${x} is not a u32`);
+          }
+          view.setUint32(at, x, true);
+        } else view.setInt32(at, x, true);
+      });
+    }
+    this.uniformBytes = end;
+    return offset;
+  }
+
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    if (size > 0) this.commands.push({ kind: 'copy', src, srcOffset, dst, dstOffset, size });
+  }
+
+  clear(buffer: GPUBuffer, offset = 0, size = buffer.size - offset): void {
+    if (size > 0) this.commands.push({ kind: 'clear', buffer, offset, size });
+  }
+
+  /** Asks for the bytes of a buffer range once the run has executed. */
+  readback(src: GPUBuffer, offset: number, bytes: number): number {
+    this.readbacks.push({ src, offset, bytes });
+    return this.readbacks.length - 1;
+  }
+
+  /**
+   * Compiles what is needed, encodes everything into one command buffer and submits it.
+   * Returns the readbacks' promises (resolved when the GPU has finished).
+   */
+  async submit(): Promise<Promise<ArrayBuffer>[]> {
+    const ctx = this.ctx;
+    ctx.checkAlive(this.label);
+    const kernels = new Map<string, Kernel>();
+    for (const c of this.commands) {
+      if (c.kind !== 'dispatch') continue;
+      const k = await ctx.kernel(c.spec);
+      c.key = k.key;
+      kernels.set(k.key, k);
+    }
+    ctx.checkAlive(this.label);
+    const device = ctx.device;
+    let uniforms: GPUBuffer | null = null;
+    if (this.uniformBytes > 0) {
+      uniforms = ctx.acquireUniforms(this.uniformBytes);
+      device.queue.writeBuffer(uniforms, 0, this.uniformData, 0, this.uniformBytes);
+    }
+    const perKernelTiming = debugLevel() >= 3;
+    let enc = device.createCommandEncoder({ label: this.label });
+    let pass: GPUComputePassEncoder | null = null;
+    const flushForTiming = async (name: string) => {
+      pass?.end();
+      pass = null;
+      const t0 = performance.now();
+      device.queue.submit([enc.finish()]);
+      ctx.counters.submits++;
+      await device.queue.onSubmittedWorkDone();
+      debug(3, `${name}: ${(performance.now() - t0).toFixed(3)} ms`, name);
+      enc = device.createCommandEncoder({ label: this.label });
+    };
+    for (const c of this.commands) {
+      if (c.kind === 'dispatch') {
+        const k = kernels.get(c.key)!;
+        const entries: GPUBindGroupEntry[] = k.entry.bindings.map((b) => {
+          if (b.type === 'uniform') {
+            return { binding: b.binding, resource: { buffer: uniforms!, offset: c.uniformOffset,
+              size: b.size } };
+          }
+          const g = c.spec.bindings[b.name];
+          const r = 'buffer' in g ? g : { buffer: g as GPUBuffer };
+          return { binding: b.binding, resource: { buffer: r.buffer, offset: r.offset ?? 0,
+            size: r.size } };
+        });
+        const group = device.createBindGroup({ layout: k.layout, entries, label: k.label });
+        pass ??= enc.beginComputePass({ label: this.label });
+        pass.setPipeline(k.pipeline);
+        pass.setBindGroup(0, group);
+        pass.dispatchWorkgroups(...c.groups);
+        ctx.counters.dispatches++;
+        if (perKernelTiming) await flushForTiming(c.spec.label ?? k.key);
+      } else {
+        pass?.end();
+        pass = null;
+        if (c.kind === 'copy') enc.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.size);
+        else enc.clearBuffer(c.buffer, c.offset, c.size);
+      }
+    }
+    (pass as GPUComputePassEncoder | null)?.end();
+    for (const r of this.readbacks) {
+      const size = Math.ceil(r.bytes / 4) * 4;
+      r.staging = device.createBuffer({
+        size: Math.max(size, 4), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST,
+        label: 'readback',
+      });
+      if (size > 0) enc.copyBufferToBuffer(r.src, r.offset, r.staging, 0, size);
+    }
+    device.queue.submit([enc.finish()]);
+    ctx.counters.submits++;
+    if (uniforms) ctx.releaseUniforms(uniforms);
+    return this.readbacks.map((r) => ctx.mapStaging(r.staging!, r.bytes));
+  }
+}

@@ -1,0 +1,110 @@
+// Reverse-mode autodiff over the recorded graph. Each op registers one backward rule
+// beside its forward (registerGrad); a rule receives the gradients of the node's outputs
+// and returns those of its inputs, built from ordinary ops, so backward runs on the same
+// kernels and in the same submission as forward.
+
+import { OpArgumentError, NotSupportedError } from '../gpu/errors.js';
+import { Tensor, shapeStr, type Node } from './tensor.js';
+
+export interface GradContext {
+  inputs: Tensor[];
+  outputs: Tensor[];
+  attrs: Readonly<Record<string, unknown>>;
+  /** Gradient of each output; null where no gradient reaches it. */
+  grads: (Tensor | null)[];
+  /** Which inputs need a gradient: a rule may skip the others (return null). */
+  needs: boolean[];
+}
+
+export type GradRule = (g: GradContext) => (Tensor | null)[];
+
+const rules = new Map<string, GradRule>();
+
+export function registerGrad(op: string, rule: GradRule): void {
+  if (rules.has(op)) throw new Error(`registerGrad: op ${op} already has a backward rule`);
+  rules.set(op, rule);
+}
+
+export function hasGradRule(op: string): boolean {
+  return rules.has(op);
+}
+
+/** Adds two gradients; set by the elementwise ops module to avoid an import cycle. */
+let addFn: ((a: Tensor, b: Tensor) => Tensor) | null = null;
+let onesLikeFn: ((t: Tensor) => Tensor) | null = null;
+
+export function setGradHelpers(add: (a: Tensor, b: Tensor) => Tensor,
+  onesLike: (t: Tensor) => Tensor): void {
+  addFn = add;
+  onesLikeFn = onesLike;
+}
+
+/**
+ * Gradients of `output` with respect to each of `wrt`. `output` must hold one value unless
+ * `seed` (its upstream gradient, same shape) is given. A tensor of `wrt` that the output
+ * does not depend on gets null when `allowUnused`, else an error.
+ */
+export function grad(output: Tensor, wrt: Tensor[], opts: { seed?: Tensor;
+  allowUnused?: boolean } = {}): (Tensor | null)[] {
+  if (!addFn || !onesLikeFn) throw new Error('grad: ops are not loaded (import the engine index)');
+  if (!opts.seed && output.size !== 1) {
+    throw new OpArgumentError(`grad: output ${output.describe()} is not a scalar; pass a seed`);
+  }
+  if (opts.seed && opts.seed.size !== output.size) {
+    throw new OpArgumentError(`grad: seed ${opts.seed.describe()} does not match output ` +
+      `${output.describe()}`);
+  }
+  if (!output.requiresGrad) {
+    throw new OpArgumentError(`grad: output ${output.describe()} does not depend on any ` +
+      `tensor that requires a gradient`);
+  }
+  // Nodes between the output and tensors requiring grad, in creation order.
+  const nodes: Node[] = [];
+  const seen = new Set<Node>();
+  const stack: Tensor[] = [output];
+  while (stack.length) {
+    const t = stack.pop()!;
+    const n = t.node;
+    if (!n || seen.has(n) || !t.requiresGrad) continue;
+    if (t.state === 'released' || t.state === 'disposed') {
+      throw new OpArgumentError(`grad: ${t.describe()} was ${t.state} by an earlier run; ` +
+        `build gradients before running the forward pass`);
+    }
+    seen.add(n);
+    nodes.push(n);
+    for (const i of n.inputs) stack.push(i);
+  }
+  nodes.sort((a, b) => b.id - a.id);
+  const grads = new Map<Tensor, Tensor>();
+  grads.set(output, opts.seed ?? onesLikeFn(output));
+  for (const n of nodes) {
+    const outGrads = n.outputs.map((o) => grads.get(o) ?? null);
+    if (outGrads.every((g) => g === null)) continue;
+    const rule = rules.get(n.op);
+    if (!rule) {
+      throw new NotSupportedError(`grad: op '${n.op}' has no backward rule, and ` +
+        `${n.outputs.map((o) => o.describe()).join(', ')} lies on the path to the gradient`);
+    }
+    const needs = n.inputs.map((t) => t.requiresGrad);
+    const inGrads = rule({ inputs: n.inputs, outputs: n.outputs, attrs: n.attrs,
+      grads: outGrads, needs });
+    n.inputs.forEach((t, i) => {
+      const g = inGrads[i];
+      if (!g || !t.requiresGrad) return;
+      if (g.size !== t.size || g.shape.length !== t.shape.length ||
+        g.shape.some((d, k) => d !== t.shape[k])) {
+        throw new Error(`grad: backward rule of '${n.op}' returned ${shapeStr(g.shape)} for ` +
+          `input ${i} of shape ${shapeStr(t.shape)}`);
+      }
+      const prev = grads.get(t);
+      grads.set(t, prev ? addFn!(prev, g) : g);
+    });
+  }
+  return wrt.map((t) => {
+    const g = grads.get(t);
+    if (g) return g;
+    if (opts.allowUnused) return null;
+    throw new OpArgumentError(`grad: ${t.describe()} does not affect ${output.describe()} ` +
+      `(pass allowUnused to get null)`);
+  });
+}

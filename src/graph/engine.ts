@@ -1,0 +1,324 @@
+// The engine users hold: leaves, lazily recorded nodes, and the executor that runs them.
+//
+// Ops record nodes; nothing touches the GPU until a value is asked for (read) or run()
+// is called. A run takes every pending node the targets need plus every pending node
+// that writes a leaf in place (optimizer updates, running statistics), in creation order
+// -- which is a topological order, since a node's inputs exist before it -- and encodes
+// them into one command buffer. An intermediate's buffer goes back to the pool right
+// after its last consumer is encoded; later dispatches in the same command buffer may
+// reuse it, which WebGPU orders correctly.
+
+import { GpuContext, STORAGE_USAGE, type BufferRange, type DispatchSpec } from '../gpu/context.js';
+import { debug, debugLevel } from '../gpu/debug.js';
+import { DeviceLostError, LimitError, OpArgumentError } from '../gpu/errors.js';
+import { Tensor, sizeOf, shapeStr, type EncodeContext, type Node, type Shape } from './tensor.js';
+
+let nextNodeId = 1;
+
+export interface RecordSpec {
+  op: string;
+  inputs: Tensor[];
+  /** Shapes of the outputs. */
+  outputs: Shape[];
+  attrs?: Record<string, unknown>;
+  encode: (ctx: EncodeContext) => void;
+  mutates?: Tensor[];
+  /** False for ops whose outputs never carry gradient (codes, argmax, updates). */
+  differentiable?: boolean;
+}
+
+export interface RunStats {
+  nodes: number;
+  dispatches: number;
+  allocations: number;
+  ms: number;
+}
+
+export class Engine {
+  readonly gpu: GpuContext;
+  private pending: Node[] = [];
+  private queue: Promise<unknown> = Promise.resolve();
+  private noGradDepth = 0;
+  private finalizer = new FinalizationRegistry<GPUBuffer>((buf) => {
+    if (!this.gpu.lost) this.gpu.pool.release(buf);
+  });
+  /** Stats of the last run, for the benchmark and debug output. */
+  lastRun: RunStats = { nodes: 0, dispatches: 0, allocations: 0, ms: 0 };
+  private keepAlive: unknown;
+
+  /** `keepAlive` holds objects that must outlive the device (Dawn's GPU object in Node). */
+  constructor(gpu: GpuContext, keepAlive?: unknown) {
+    this.gpu = gpu;
+    this.keepAlive = keepAlive;
+  }
+
+  get limits(): GPUSupportedLimits {
+    return this.gpu.limits;
+  }
+
+  // ---- leaves -------------------------------------------------------------------------
+
+  private checkShape(what: string, shape: Shape): void {
+    for (const d of shape) {
+      if (!Number.isInteger(d) || d < 1) {
+        throw new OpArgumentError(`${what}: shape ${shapeStr(shape)} must have positive ` +
+          `integer dimensions`);
+      }
+    }
+    const bytes = sizeOf(shape) * 4;
+    if (bytes > this.gpu.limits.maxStorageBufferBindingSize) {
+      throw new LimitError(`${what}: shape ${shapeStr(shape)} needs ${bytes} bytes, past ` +
+        `the adapter's maxStorageBufferBindingSize (${this.gpu.limits.maxStorageBufferBindingSize})`);
+    }
+  }
+
+  private allocate(t: Tensor): GPUBuffer {
+    const buf = this.gpu.pool.acquire(t.bytes, STORAGE_USAGE);
+    t.buffer = buf;
+    this.finalizer.register(t, buf, t);
+    return buf;
+  }
+
+  /** A leaf holding `data` (float32). */
+  tensor(data: ArrayLike<number>, shape: Shape, opts: { name?: string;
+    requiresGrad?: boolean } = {}): Tensor {
+    const name = opts.name ?? 'tensor';
+    this.checkShape(name, shape);
+    if (data.length !== sizeOf(shape)) {
+      throw new OpArgumentError(`${name}: ${data.length} values do not fill shape ` +
+        `${shapeStr(shape)} (${sizeOf(shape)} values)`);
+    }
+    this.gpu.checkAlive(name);
+    const t = new Tensor(this, shape, null, 0, opts.requiresGrad ?? false, opts.name);
+    this.allocate(t);
+    this.writeTensor(t, data);
+    return t;
+  }
+
+  zeros(shape: Shape, opts: { name?: string; requiresGrad?: boolean } = {}): Tensor {
+    return this.tensor(new Float32Array(sizeOf(shape)), shape, opts);
+  }
+
+  /** A trainable leaf: gradients flow to it. */
+  param(data: ArrayLike<number>, shape: Shape, name: string): Tensor {
+    return this.tensor(data, shape, { name, requiresGrad: true });
+  }
+
+  writeTensor(t: Tensor, data: ArrayLike<number>): void {
+    if (t.node || !t.buffer) {
+      throw new OpArgumentError(`write: ${t.describe()} is not a leaf with a buffer ` +
+        `(state ${t.state})`);
+    }
+    if (data.length !== t.size) {
+      throw new OpArgumentError(`write: ${data.length} values for ${t.describe()}`);
+    }
+    const f = data instanceof Float32Array ? data : Float32Array.from(data);
+    this.gpu.device.queue.writeBuffer(t.buffer, 0, f.buffer, f.byteOffset, f.byteLength);
+  }
+
+  disposeTensor(t: Tensor): void {
+    if (t.buffer && !this.gpu.lost) {
+      this.finalizer.unregister(t);
+      this.gpu.pool.release(t.buffer);
+    }
+    t.buffer = null;
+    t.state = 'disposed';
+  }
+
+  // ---- recording ----------------------------------------------------------------------
+
+  /** Runs `fn` with gradient tracking off: its outputs require no gradient. */
+  noGrad<T>(fn: () => T): T {
+    this.noGradDepth++;
+    try {
+      return fn();
+    } finally {
+      this.noGradDepth--;
+    }
+  }
+
+  get gradEnabled(): boolean {
+    return this.noGradDepth === 0;
+  }
+
+  /** Records a node; used by every op. Checks that inputs are usable. */
+  record(spec: RecordSpec): Tensor[] {
+    for (const [i, t] of spec.inputs.entries()) {
+      if (t.engine !== this) {
+        throw new OpArgumentError(`${spec.op}: input ${i} (${t.describe()}) belongs to ` +
+          `another engine`);
+      }
+      if (t.state === 'released') {
+        throw new OpArgumentError(`${spec.op}: input ${i} (${t.describe()}) was an ` +
+          `intermediate of an earlier run and its buffer was released; call keep() on it ` +
+          `before that run, or build gradients before running`);
+      }
+      if (t.state === 'disposed') {
+        throw new OpArgumentError(`${spec.op}: input ${i} (${t.describe()}) was disposed`);
+      }
+    }
+    for (const s of spec.outputs) this.checkShape(spec.op, s);
+    const requiresGrad = (spec.differentiable ?? true) && this.gradEnabled &&
+      spec.inputs.some((t) => t.requiresGrad);
+    const node: Node = {
+      id: nextNodeId++, op: spec.op, inputs: spec.inputs, outputs: [],
+      attrs: spec.attrs ?? {}, mutates: spec.mutates ?? [], encode: spec.encode,
+      scheduled: false,
+    };
+    for (const [i, s] of spec.outputs.entries()) {
+      node.outputs.push(new Tensor(this, s, node, i, requiresGrad));
+    }
+    this.pending.push(node);
+    return node.outputs;
+  }
+
+  // ---- running ------------------------------------------------------------------------
+
+  /** Pending nodes needed for `targets`, plus every pending node that mutates a leaf. */
+  private schedule(targets: Tensor[]): Node[] {
+    const chosen = new Set<Node>();
+    const stack: Node[] = [];
+    const visit = (n: Node) => {
+      if (n.scheduled || chosen.has(n)) return;
+      chosen.add(n);
+      stack.push(n);
+    };
+    for (const t of targets) {
+      if (t.state === 'pending' && t.node) visit(t.node);
+      else if (t.state !== 'ready' && t.state !== 'pending') {
+        throw new OpArgumentError(`run: ${t.describe()} is ${t.state}`);
+      }
+    }
+    for (const n of this.pending) if (n.mutates.length) visit(n);
+    while (stack.length) {
+      const n = stack.pop()!;
+      for (const t of n.inputs) if (t.state === 'pending' && t.node) visit(t.node);
+    }
+    const nodes = [...chosen].sort((a, b) => a.id - b.id);
+    for (const n of nodes) n.scheduled = true;
+    this.pending = this.pending.filter((n) => !n.scheduled);
+    return nodes;
+  }
+
+  /**
+   * Runs what the targets need (and pending in-place updates) as one submission.
+   * Resolves once submitted; `reads` get their values once the GPU is done.
+   */
+  run(targets: Tensor[] = [], reads: Tensor[] = []): Promise<Float32Array[]> {
+    const all = [...targets, ...reads];
+    const nodes = this.schedule(all);
+    const materialize = new Set<Tensor>(all);
+    const job = this.queue.then(() => this.execute(nodes, materialize, reads));
+    this.queue = job.catch(() => undefined);
+    return job.then((ps) => Promise.all(ps));
+  }
+
+  /** Submits what the targets need without waiting for any value. */
+  flush(targets: Tensor[] = []): Promise<void> {
+    const nodes = this.schedule(targets);
+    const job = this.queue.then(() => this.execute(nodes, new Set(targets), []));
+    this.queue = job.catch(() => undefined);
+    return job.then(() => undefined);
+  }
+
+  read(t: Tensor): Promise<Float32Array> {
+    return this.run([], [t]).then((r) => r[0]);
+  }
+
+  private async execute(nodes: Node[], materialize: Set<Tensor>,
+    reads: Tensor[]): Promise<Promise<Float32Array>[]> {
+    const t0 = performance.now();
+    const allocs0 = this.gpu.pool.stats.allocations;
+    if (this.gpu.lost) throw new DeviceLostError(`run: ${'the device is lost or disposed'}`);
+    const rec = this.gpu.recorder(`run of ${nodes.length} nodes`);
+    // Last consumer of each tensor within this run.
+    const lastUse = new Map<Tensor, number>();
+    nodes.forEach((n, i) => {
+      for (const t of n.inputs) lastUse.set(t, i);
+    });
+    const inRun = new Set(nodes);
+    // Pending nodes outside this run still need their inputs later.
+    const neededLater = new Set<Tensor>();
+    for (const n of this.pending) for (const t of n.inputs) neededLater.add(t);
+    const keep = (t: Tensor) => materialize.has(t) || t.kept || neededLater.has(t);
+    const range = (t: Tensor): BufferRange => {
+      if (!t.buffer) {
+        throw new OpArgumentError(`run: ${t.describe()} has no buffer (state ${t.state})`);
+      }
+      return { buffer: t.buffer, offset: 0, size: t.bytes };
+    };
+    const transient = (t: Tensor) => t.node !== null && inRun.has(t.node) && !keep(t);
+    for (const [i, node] of nodes.entries()) {
+      for (const t of node.inputs) {
+        if (!t.buffer) {
+          throw new OpArgumentError(`${node.op}: input ${t.describe()} has no buffer ` +
+            `(state ${t.state})`);
+        }
+      }
+      for (const t of node.outputs) this.allocate(t);
+      const scratch: GPUBuffer[] = [];
+      const ctx: EncodeContext = {
+        node, gpu: this.gpu, recorder: rec,
+        input: (k) => range(node.inputs[k]),
+        output: (k) => range(node.outputs[k]),
+        mutated: (k) => range(node.mutates[k]),
+        dispatch: (spec: DispatchSpec) => rec.dispatch({ label: node.op, ...spec }),
+        scratch: (bytes) => {
+          const b = this.gpu.pool.acquire(bytes, STORAGE_USAGE);
+          scratch.push(b);
+          return { buffer: b, offset: 0, size: Math.ceil(bytes / 4) * 4 };
+        },
+      };
+      node.encode(ctx);
+      for (const b of scratch) this.gpu.pool.release(b);
+      for (const t of node.outputs) {
+        t.state = 'ready';
+        if (transient(t) && !lastUse.has(t)) this.releaseTransient(t);
+      }
+      for (const t of new Set(node.inputs)) {
+        if (lastUse.get(t) === i && transient(t)) this.releaseTransient(t);
+      }
+    }
+    const readIdx = reads.map((t) => rec.readback(range(t).buffer, 0, t.bytes));
+    const dispatches = rec.dispatchCount;
+    const promises = await rec.submit();
+    this.lastRun = {
+      nodes: nodes.length, dispatches,
+      allocations: this.gpu.pool.stats.allocations - allocs0,
+      ms: performance.now() - t0,
+    };
+    if (debugLevel() >= 2) {
+      const s = this.lastRun;
+      debug(2, `run: ${s.nodes} nodes, ${s.dispatches} dispatches, ${s.allocations} new ` +
+        `buffers, encoded in ${s.ms.toFixed(1)} ms`);
+    }
+    return readIdx.map((k) => promises[k].then((ab) => new Float32Array(ab)));
+  }
+
+  private releaseTransient(t: Tensor): void {
+    if (t.buffer) {
+      this.finalizer.unregister(t);
+      this.gpu.pool.release(t.buffer);
+    }
+    t.buffer = null;
+    t.state = 'released';
+  }
+
+  /** Waits until everything submitted so far has finished on the GPU. */
+  async sync(): Promise<void> {
+    await this.queue;
+    if (!this.gpu.lost) await this.gpu.device.queue.onSubmittedWorkDone();
+  }
+
+  /** Frees the device; the engine refuses work afterwards. */
+  async dispose(): Promise<void> {
+    try {
+      await this.queue;
+    } catch {
+      // A failed run still leaves a device to free.
+    }
+    this.pending = [];
+    if (!this.gpu.lost) this.gpu.destroy();
+    this.keepAlive = undefined;
+  }
+}

@@ -1,0 +1,44 @@
+// The Node entry: Dawn through the `webgpu` package, shaders read from the package's
+// shaders/ folder. Everything platform-specific in Node is here.
+
+import { existsSync } from 'node:fs';
+import { create, globals } from 'webgpu';
+import { acquireDevice } from './gpu/acquire.js';
+import { GpuContext } from './gpu/context.js';
+import { nodeShaderLoader } from './gpu/node-shaders.js';
+import { Engine } from './graph/engine.js';
+
+export * from './index.js';
+export { nodeShaderLoader, shaderDir } from './gpu/node-shaders.js';
+
+export interface NodeEngineOptions {
+  /** Extra or replacement shaders by name (tests use this for deliberately broken WGSL). */
+  shaders?: Record<string, string>;
+  /** Dawn toggles, passed to create(): e.g. ['enable-dawn-features=...']. */
+  dawnFlags?: string[];
+  onLost?: (message: string) => void;
+}
+
+function vulkanHint(): string {
+  const loader = ['/usr/lib/x86_64-linux-gnu/libvulkan.so.1', '/usr/lib/aarch64-linux-gnu/libvulkan.so.1',
+    '/usr/lib/libvulkan.so.1'].some((p) => existsSync(p));
+  const icd = existsSync('/usr/share/vulkan/icd.d');
+  const tried = `Tried: Dawn (npm package webgpu) with the Vulkan loader ` +
+    `(${loader ? 'found' : 'missing: libvulkan.so.1'}) and ICD folder /usr/share/vulkan/icd.d ` +
+    `(${icd ? 'present' : 'missing'}).`;
+  return `\n${tried}\nOn Debian 12 without a GPU run \`bash tools/setup-system.sh\` (installs Mesa ` +
+    `lavapipe >= 24 from bookworm-backports); elsewhere install your GPU's Vulkan driver.`;
+}
+
+/** Creates an engine on the best WebGPU adapter Dawn finds. */
+export async function createEngine(opts: NodeEngineOptions = {}): Promise<Engine> {
+  Object.assign(globalThis, globals);
+  // Dawn's GPU object must stay referenced while the device lives, or Dawn aborts.
+  const gpu = create(opts.dawnFlags ?? []);
+  const { device, info } = await acquireDevice(gpu, { hint: vulkanHint() });
+  const ctx = new GpuContext({
+    device, adapterInfo: info, loadShader: nodeShaderLoader(undefined, opts.shaders ?? {}),
+    onLost: opts.onLost,
+  });
+  return new Engine(ctx, gpu);
+}

@@ -1,0 +1,178 @@
+// Elementwise ops with NumPy broadcasting, forward and backward (shaders/elementwise.wgsl).
+
+import { registerGrad, setGradHelpers } from '../graph/autodiff.js';
+import type { Tensor } from '../graph/tensor.js';
+import { sumToShape } from './reduce.js';
+import { broadcastShapes, broadcastStrides, checkFinite, checkTensor, collapseDims, fail,
+  groups } from './util.js';
+
+const WG = 256;
+
+export const BINARY = {
+  add: 0, sub: 1, mul: 2, div: 3, reluGrad: 4, maximum: 5, minimum: 6, leakyReluGrad: 7,
+  sigmoidGrad: 8, tanhGrad: 9, axpby: 10,
+} as const;
+export const UNARY = {
+  neg: 0, relu: 1, exp: 2, log: 3, sqrt: 4, square: 5, sigmoid: 6, tanh: 7, abs: 8,
+  affine: 9, leakyRelu: 10, copy: 11, fill: 12, reciprocal: 13, sign: 14,
+} as const;
+
+type BinaryName = keyof typeof BINARY;
+type UnaryName = keyof typeof UNARY;
+
+function binaryOp(name: BinaryName, a: Tensor, b: Tensor, alpha = 0, beta = 0): Tensor {
+  checkTensor(name, 'a', a);
+  checkTensor(name, 'b', b);
+  if (a.engine !== b.engine) fail(name, 'a and b belong to different engines');
+  const outShape = broadcastShapes(name, a.shape, b.shape);
+  const n = outShape.reduce((x, y) => x * y, 1);
+  const c = collapseDims(name, outShape,
+    [broadcastStrides(a.shape, outShape), broadcastStrides(b.shape, outShape)]);
+  const [out] = a.engine.record({
+    op: name, inputs: [a, b], outputs: [outShape], attrs: { alpha, beta },
+    differentiable: !name.endsWith('Grad'),
+    encode: (ctx) => ctx.dispatch({
+      shader: 'elementwise', entry: 'binary_main', overrides: { WG, OP: BINARY[name] },
+      bindings: { a: ctx.input(0), b: ctx.input(1), out: ctx.output(0) },
+      uniforms: { n, shape: c.shape, a_strides: c.strides[0], b_strides: c.strides[1],
+        alpha, beta },
+      workgroups: groups(n, WG),
+    }),
+  });
+  return out;
+}
+
+function unaryOp(name: UnaryName | 'scale' | 'addScalar', op: number, a: Tensor, alpha = 0,
+  beta = 0): Tensor {
+  checkTensor(name, 'x', a);
+  const n = a.size;
+  const [out] = a.engine.record({
+    op: name, inputs: [a], outputs: [a.shape], attrs: { alpha, beta },
+    encode: (ctx) => ctx.dispatch({
+      shader: 'elementwise', entry: 'unary_main', overrides: { WG, OP: op },
+      bindings: { a: ctx.input(0), out: ctx.output(0) },
+      uniforms: { n, shape: [1, 1, 1, n], a_strides: [0, 0, 0, 1], b_strides: [0, 0, 0, 0],
+        alpha, beta },
+      workgroups: groups(n, WG),
+    }),
+  });
+  return out;
+}
+
+export const add = (a: Tensor, b: Tensor) => binaryOp('add', a, b);
+export const sub = (a: Tensor, b: Tensor) => binaryOp('sub', a, b);
+export const mul = (a: Tensor, b: Tensor) => binaryOp('mul', a, b);
+export const div = (a: Tensor, b: Tensor) => binaryOp('div', a, b);
+export const maximum = (a: Tensor, b: Tensor) => binaryOp('maximum', a, b);
+export const minimum = (a: Tensor, b: Tensor) => binaryOp('minimum', a, b);
+/** alpha * a + beta * b (same shapes or broadcast). */
+export const axpby = (alpha: number, a: Tensor, beta: number, b: Tensor) =>
+  binaryOp('axpby', a, b, checkFinite('axpby', 'alpha', alpha), checkFinite('axpby', 'beta', beta));
+
+export const neg = (x: Tensor) => unaryOp('neg', UNARY.neg, x);
+export const relu = (x: Tensor) => unaryOp('relu', UNARY.relu, x);
+export const exp = (x: Tensor) => unaryOp('exp', UNARY.exp, x);
+export const log = (x: Tensor) => unaryOp('log', UNARY.log, x);
+export const sqrt = (x: Tensor) => unaryOp('sqrt', UNARY.sqrt, x);
+export const square = (x: Tensor) => unaryOp('square', UNARY.square, x);
+export const sigmoid = (x: Tensor) => unaryOp('sigmoid', UNARY.sigmoid, x);
+export const tanh = (x: Tensor) => unaryOp('tanh', UNARY.tanh, x);
+export const abs = (x: Tensor) => unaryOp('abs', UNARY.abs, x);
+export const reciprocal = (x: Tensor) => unaryOp('reciprocal', UNARY.reciprocal, x);
+export const sign = (x: Tensor) => unaryOp('sign', UNARY.sign, x);
+export const scale = (x: Tensor, s: number) =>
+  unaryOp('scale', UNARY.affine, x, checkFinite('scale', 's', s), 0);
+export const addScalar = (x: Tensor, s: number) =>
+  unaryOp('addScalar', UNARY.affine, x, 1, checkFinite('addScalar', 's', s));
+export const leakyRelu = (x: Tensor, slope = 0.01) =>
+  unaryOp('leakyRelu', UNARY.leakyRelu, x, checkFinite('leakyRelu', 'slope', slope));
+export const copy = (x: Tensor) => unaryOp('copy', UNARY.copy, x);
+
+/** A tensor of `value` with x's shape, recorded as a node (no upload). */
+export function fillLike(x: Tensor, value: number): Tensor {
+  checkTensor('fillLike', 'x', x);
+  return x.engine.noGrad(() => unaryOp('fill', UNARY.fill, x, value));
+}
+
+/** The same values with gradient flow cut: SwAV's codes are computed through this. */
+export function stopGradient(x: Tensor): Tensor {
+  checkTensor('stopGradient', 'x', x);
+  const [out] = x.engine.record({
+    op: 'stopGradient', inputs: [x], outputs: [x.shape], differentiable: false,
+    encode: (ctx) => ctx.recorder.copy(ctx.input(0).buffer, 0, ctx.output(0).buffer, 0, x.bytes),
+  });
+  return out;
+}
+
+// ---- backward rules: one per op, each with its derivative --------------------------
+
+// d(a+b) = da + db; broadcasting is undone by summing (sumToShape).
+registerGrad('add', ({ inputs: [a, b], grads: [g] }) =>
+  [sumToShape(g!, a.shape), sumToShape(g!, b.shape)]);
+// d(a-b) = da - db
+registerGrad('sub', ({ inputs: [a, b], grads: [g], needs }) =>
+  [sumToShape(g!, a.shape), needs[1] ? sumToShape(neg(g!), b.shape) : null]);
+// d(ab) = b da + a db
+registerGrad('mul', ({ inputs: [a, b], grads: [g], needs }) => [
+  needs[0] ? sumToShape(mul(g!, b), a.shape) : null,
+  needs[1] ? sumToShape(mul(g!, a), b.shape) : null,
+]);
+// d(a/b) = da / b - a db / b^2
+registerGrad('div', ({ inputs: [a, b], outputs: [y], grads: [g], needs }) => [
+  needs[0] ? sumToShape(div(g!, b), a.shape) : null,
+  needs[1] ? sumToShape(neg(mul(g!, div(y, b))), b.shape) : null,
+]);
+// d max(a,b) goes to a where a >= b (ties to a), else to b.
+registerGrad('maximum', ({ inputs: [a, b], grads: [g], needs }) => {
+  const aWins = binaryOp('reluGrad', fillLike(g!, 1), addScalar(sub(a, b), 1e-30));
+  return [
+    needs[0] ? sumToShape(mul(g!, aWins), a.shape) : null,
+    needs[1] ? sumToShape(mul(g!, addScalar(neg(aWins), 1)), b.shape) : null,
+  ];
+});
+// d min(a,b) goes to a where a <= b (ties to a), else to b.
+registerGrad('minimum', ({ inputs: [a, b], grads: [g], needs }) => {
+  const aWins = binaryOp('reluGrad', fillLike(g!, 1), addScalar(sub(b, a), 1e-30));
+  return [
+    needs[0] ? sumToShape(mul(g!, aWins), a.shape) : null,
+    needs[1] ? sumToShape(mul(g!, addScalar(neg(aWins), 1)), b.shape) : null,
+  ];
+});
+// d(alpha a + beta b) = alpha da + beta db
+registerGrad('axpby', ({ inputs: [a, b], grads: [g], attrs }) => [
+  sumToShape(scale(g!, attrs.alpha as number), a.shape),
+  sumToShape(scale(g!, attrs.beta as number), b.shape),
+]);
+// d(-x) = -dx
+registerGrad('neg', ({ grads: [g] }) => [neg(g!)]);
+// d relu(x) = dx [x > 0]; at x = 0 the subgradient 0 is taken (as PyTorch does).
+registerGrad('relu', ({ inputs: [x], grads: [g] }) => [binaryOp('reluGrad', g!, x)]);
+// d leaky(x) = dx [x > 0] + slope dx [x <= 0]
+registerGrad('leakyRelu', ({ inputs: [x], grads: [g], attrs }) =>
+  [binaryOp('leakyReluGrad', g!, x, attrs.alpha as number)]);
+// d exp(x) = exp(x) dx
+registerGrad('exp', ({ outputs: [y], grads: [g] }) => [mul(g!, y)]);
+// d log(x) = dx / x
+registerGrad('log', ({ inputs: [x], grads: [g] }) => [div(g!, x)]);
+// d sqrt(x) = dx / (2 sqrt(x))
+registerGrad('sqrt', ({ outputs: [y], grads: [g] }) => [div(scale(g!, 0.5), y)]);
+// d x^2 = 2 x dx
+registerGrad('square', ({ inputs: [x], grads: [g] }) => [mul(g!, scale(x, 2))]);
+// d sigmoid(x) = s (1 - s) dx
+registerGrad('sigmoid', ({ outputs: [y], grads: [g] }) => [binaryOp('sigmoidGrad', g!, y)]);
+// d tanh(x) = (1 - t^2) dx
+registerGrad('tanh', ({ outputs: [y], grads: [g] }) => [binaryOp('tanhGrad', g!, y)]);
+// d |x| = sign(x) dx (0 at 0)
+registerGrad('abs', ({ inputs: [x], grads: [g] }) => [mul(g!, sign(x))]);
+// d (1/x) = -dx / x^2
+registerGrad('reciprocal', ({ outputs: [y], grads: [g] }) => [neg(mul(g!, square(y)))]);
+// d sign(x) = 0 almost everywhere
+registerGrad('sign', ({ grads: [g] }) => [fillLike(g!, 0)]);
+// d (s x) = s dx
+registerGrad('scale', ({ grads: [g], attrs }) => [scale(g!, attrs.alpha as number)]);
+// d (x + s) = dx
+registerGrad('addScalar', ({ grads: [g] }) => [g!]);
+// d copy(x) = dx
+registerGrad('copy', ({ grads: [g] }) => [g!]);
+
+setGradHelpers(add, (t) => fillLike(t, 1));

@@ -1,0 +1,107 @@
+// Shared argument checks and shape arithmetic of the ops: every check throws
+// OpArgumentError naming the op, the rule and the shapes it got, before any GPU work.
+
+import { OpArgumentError, NotSupportedError } from '../gpu/errors.js';
+import { Tensor, shapeStr, type Shape } from '../graph/tensor.js';
+
+export function fail(op: string, message: string): never {
+  throw new OpArgumentError(`${op}: ${message}`);
+}
+
+export function checkTensor(op: string, name: string, t: unknown): asserts t is Tensor {
+  if (!(t instanceof Tensor)) fail(op, `${name} must be a Tensor, got ${typeof t}`);
+}
+
+export function checkRank(op: string, name: string, t: Tensor, ranks: number[]): void {
+  checkTensor(op, name, t);
+  if (!ranks.includes(t.rank)) {
+    fail(op, `${name} must have rank ${ranks.join(' or ')}, got ${t.describe()}`);
+  }
+}
+
+export function checkSameShape(op: string, a: Tensor, b: Tensor, an = 'a', bn = 'b'): void {
+  if (a.rank !== b.rank || a.shape.some((d, i) => d !== b.shape[i])) {
+    fail(op, `${an} and ${bn} must have the same shape, got ${shapeStr(a.shape)} and ` +
+      `${shapeStr(b.shape)}`);
+  }
+}
+
+export function checkFinite(op: string, name: string, v: unknown, rule?: (x: number) => boolean,
+  ruleText?: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) {
+    fail(op, `${name} must be a finite number, got ${String(v)}`);
+  }
+  if (rule && !rule(v)) fail(op, `${name} ${ruleText}, got ${v}`);
+  return v;
+}
+
+export function checkInt(op: string, name: string, v: unknown, min: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
+    fail(op, `${name} must be an integer >= ${min}, got ${String(v)}`);
+  }
+  return v;
+}
+
+/** NumPy broadcasting: the shape both operands broadcast to. */
+export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
+  const n = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = a[a.length - n + i] ?? 1;
+    const y = b[b.length - n + i] ?? 1;
+    if (x !== y && x !== 1 && y !== 1) {
+      fail(op, `shapes ${shapeStr(a)} and ${shapeStr(b)} do not broadcast ` +
+        `(dimension ${i} from the left of the result: ${x} vs ${y})`);
+    }
+    out.push(Math.max(x, y));
+  }
+  return out;
+}
+
+/** Row-major strides of `shape` as seen from `outShape` (0 on broadcast dimensions). */
+export function broadcastStrides(shape: Shape, outShape: Shape): number[] {
+  const pad = outShape.length - shape.length;
+  const strides = new Array<number>(outShape.length).fill(0);
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    strides[i + pad] = shape[i] === 1 && outShape[i + pad] !== 1 ? 0 : s;
+    s *= shape[i];
+  }
+  return strides;
+}
+
+/**
+ * Merges adjacent dimensions where every operand's strides are contiguous, and pads to
+ * four dimensions (outermost first) for the kernels' vec4 layout.
+ */
+export function collapseDims(op: string, outShape: Shape, strides: number[][]):
+  { shape: number[]; strides: number[][] } {
+  const shape: number[] = [];
+  const st: number[][] = strides.map(() => []);
+  for (let i = 0; i < outShape.length; i++) {
+    const d = outShape[i];
+    if (d === 1) continue;
+    const last = shape.length - 1;
+    if (last >= 0 && strides.every((s, k) => st[k][last] === s[i] * d)) {
+      shape[last] *= d;
+      strides.forEach((s, k) => { st[k][last] = s[i]; });
+    } else {
+      shape.push(d);
+      strides.forEach((s, k) => st[k].push(s[i]));
+    }
+  }
+  if (shape.length > 4) {
+    throw new NotSupportedError(`${op}: broadcasting over ${shape.length} distinct dimension ` +
+      `groups (shape ${shapeStr(outShape)}); the kernels take at most 4`);
+  }
+  while (shape.length < 4) {
+    shape.unshift(1);
+    st.forEach((s) => s.unshift(0));
+  }
+  return { shape, strides: st };
+}
+
+/** Workgroups for `n` threads of `wg` each (the recorder folds past the limit). */
+export function groups(n: number, wg: number): number {
+  return Math.ceil(n / wg);
+}
