@@ -11,3 +11,4 @@ export type { DispatchSpec, ShaderLoader, BufferRange } from './gpu/context.js';
 export { reflectShader } from './gpu/reflect.js';
 export { setDebug, debugLevel } from './gpu/debug.js';
 export * from './gpu/errors.js';
+export * as ops from './ops/index.js';

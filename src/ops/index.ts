@@ -1,0 +1,4 @@
+// Every op family, one namespace: import { ops } from 'swavgpu'.
+
+export * from './elementwise.js';
+export * from './reduce.js';

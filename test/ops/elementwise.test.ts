@@ -1,0 +1,132 @@
+// Elementwise ops and reductions on the GPU against the float64 reference, forward and
+// backward, over shapes that break the 256-wide workgroups and broadcast every way.
+
+import { describe, it, expect } from 'vitest';
+import * as ops from '../../src/ops/elementwise.js';
+import * as red from '../../src/ops/reduce.js';
+import * as R from '../../src/reference/index.js';
+import { TOL } from '../../src/reference/compare.js';
+import { checkOp, randomInput, useEngine, upload, expectClose } from '../helpers/gpu.js';
+
+const engine = useEngine();
+
+// Pairs that broadcast every way: scalar-like, row, column, leading axis, middle axis.
+const BROADCASTS: [number[], number[]][] = [
+  [[1], [1]], [[7], [7]], [[3, 5], [5]], [[3, 5], [3, 1]], [[1, 5], [4, 1]],
+  [[2, 3, 13], [3, 1]], [[2, 1, 4, 3], [5, 1, 3]], [[257], [1]], [[6, 1, 97], [6, 11, 1]],
+];
+
+describe('binary elementwise ops with broadcasting', () => {
+  const cases = [
+    ['add', ops.add, R.add, R.addBackward],
+    ['sub', ops.sub, R.sub, R.subBackward],
+    ['mul', ops.mul, R.mul, R.mulBackward],
+    ['div', ops.div, R.div, R.divBackward],
+  ] as const;
+  for (const [name, gpu, fwd, bwd] of cases) {
+    for (const [sa, sb] of BROADCASTS) {
+      it(`${name} ${JSON.stringify(sa)} with ${JSON.stringify(sb)}`, async () => {
+        const a = randomInput(sa, 1);
+        // Divisors kept away from 0, where the quotient's error bound is meaningless.
+        const b = randomInput(sb, 2);
+        if (name === 'div') for (let i = 0; i < b.data.length; i++) b.data[i] += 3;
+        const bigSum = Math.max(a.data.length, b.data.length) * 4;
+        await checkOp(engine(), {
+          name, inputs: [a, b], gpu: ([x, y]) => gpu(x, y), refForward: ([x, y]) => fwd(x, y),
+          refBackward: (dy, [x, y]) => { const g = bwd(dy, x, y); return [g.da, g.db]; },
+          tol: TOL.f32Elementwise, gradTol: TOL.f32Reduction(bigSum, 3),
+        });
+      });
+    }
+  }
+});
+
+describe('unary elementwise ops', () => {
+  const names = ['neg', 'relu', 'exp', 'log', 'sqrt', 'square', 'sigmoid', 'tanh', 'abs'] as const;
+  for (const name of names) {
+    for (const shape of [[1], [13], [4, 257]]) {
+      it(`${name} ${JSON.stringify(shape)}`, async () => {
+        const x = randomInput(shape, 3, 2);
+        // log and sqrt are taken of positive numbers; relu and abs away from their kink.
+        for (let i = 0; i < x.data.length; i++) {
+          if (name === 'log' || name === 'sqrt') x.data[i] = Math.abs(x.data[i]) + 0.5;
+          if (Math.abs(x.data[i]) < 1e-3) x.data[i] = 0.5;
+        }
+        const fn = ops[name] as (t: import('../../src/node.js').Tensor) =>
+          import('../../src/node.js').Tensor;
+        await checkOp(engine(), {
+          name, inputs: [R.roundToF32(x)], gpu: ([t]) => fn(t),
+          refForward: ([t]) => R.unary(name, t),
+          refBackward: (dy, [t]) => [R.unaryBackward(name, dy, t)],
+          tol: TOL.f32Elementwise, gradTol: { atol: 1e-5, rtol: 1e-4 },
+        });
+      });
+    }
+  }
+
+  it('scale, addScalar and leakyRelu', async () => {
+    const x = randomInput([5, 7], 4);
+    await checkOp(engine(), {
+      name: 'scale', inputs: [x], gpu: ([t]) => ops.scale(t, -2.5),
+      refForward: ([t]) => R.scale(t, -2.5), refBackward: (dy) => [R.scaleBackward(dy, -2.5)],
+      tol: TOL.f32Elementwise,
+    });
+    await checkOp(engine(), {
+      name: 'addScalar', inputs: [x], gpu: ([t]) => ops.addScalar(t, 0.75),
+      refForward: ([t]) => R.addScalar(t, 0.75), refBackward: (dy) => [R.addScalarBackward(dy)],
+      tol: TOL.f32Elementwise,
+    });
+    await checkOp(engine(), {
+      name: 'leakyRelu', inputs: [x], gpu: ([t]) => ops.leakyRelu(t, 0.1),
+      refForward: ([t]) => R.leakyRelu(t, 0.1),
+      refBackward: (dy, [t]) => [R.leakyReluBackward(dy, t, 0.1)], tol: TOL.f32Elementwise,
+    });
+  });
+});
+
+describe('reductions', () => {
+  const cases: [number[], number[]][] = [
+    [[1], [0]], [[13], [0]], [[3, 5], [1]], [[3, 5], [0]], [[2, 3, 7], [0, 2]],
+    [[4, 1, 5, 3], [1, 3]], [[2, 3000], [1]], [[5000, 3], [0]], [[3, 4], [0, 1]],
+  ];
+  for (const [shape, axes] of cases) {
+    for (const op of ['sum', 'mean'] as const) {
+      it(`${op} of ${JSON.stringify(shape)} over ${JSON.stringify(axes)}`, async () => {
+        const x = randomInput(shape, 5);
+        const n = axes.reduce((a, i) => a * shape[i], 1);
+        const refSum = (t: R.RefTensor) => R.sum(t, axes, false);
+        await checkOp(engine(), {
+          name: op, inputs: [x], gpu: ([t]) => red[op](t, axes),
+          refForward: ([t]) => (op === 'sum' ? refSum(t) : R.mean(t, axes, false)),
+          refBackward: (dy, [t]) => [op === 'sum' ? R.sumBackward(dy, t.shape, axes, false)
+            : R.meanBackward(dy, t.shape, axes, false)],
+          tol: TOL.f32Reduction(n, 1),
+        });
+      });
+    }
+  }
+
+  it('max over an axis matches exactly and carries no gradient', async () => {
+    const e = engine();
+    const x = randomInput([6, 11], 6);
+    const y = red.max(upload(e, x), 1);
+    expectClose(await y.read(), R.max(x, 1, false), TOL.exact, 'max');
+    expect(y.requiresGrad).toBe(false);
+  });
+});
+
+describe('dispatch past the workgroup-count limit', () => {
+  it('folds 70 000 workgroups of 256 threads and fills every element', async () => {
+    const e = engine();
+    // 70 000 x 256 elements need 70 000 workgroups: more than 65 535 in one dimension.
+    const n = 70_000 * 256;
+    const x = e.tensor(new Float32Array(n).fill(1.5), [n]);
+    const y = ops.addScalar(ops.scale(x, 2), -1);
+    const v = await y.read();
+    let bad = -1;
+    for (let i = 0; i < n; i++) if (v[i] !== 2) { bad = i; break; }
+    expect(bad, `first wrong element at ${bad}`).toBe(-1);
+    // The last workgroup's threads are all present too.
+    expect(v[n - 1]).toBe(2);
+  });
+});
