@@ -1,0 +1,228 @@
+// Node-only checkpoints: atomic writes, safetensors with a SHA-256 of the data, and resume.
+
+import { createHash, randomBytes } from 'node:crypto';
+import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+
+import {
+  assembleSafetensors,
+  packSafetensors,
+  parseSafetensors,
+  type Metadata,
+  type ParsedSafetensors,
+  type Tensor,
+} from './safetensors.js';
+
+/** A checkpoint that failed its checksum, or that could not be read. */
+export class CheckpointError extends Error {
+  override name = 'CheckpointError';
+  constructor(
+    readonly file: string,
+    detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${file}: ${detail}`, options);
+  }
+}
+
+/** The `__metadata__` key holding the hex SHA-256 of the data section. */
+export const CHECKSUM_KEY = 'swavgpu.sha256';
+/** Marks a file still being written by writeFileAtomic; never a finished checkpoint. */
+const TEMP_MARK = '.tmp-';
+const CHECKPOINT_NAME = /^ckpt-(\d+)\.safetensors$/;
+
+/**
+ * Replaces `path` with `bytes` so that a reader (or a restart after a crash) sees either
+ * the old file or the new one, never a mix: write a temporary file beside it, flush it to
+ * disk, rename it over the target, then flush the directory so the rename itself persists.
+ */
+export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const dir = dirname(path);
+  const temp = join(
+    dir,
+    `${basename(path)}${TEMP_MARK}${process.pid}-${randomBytes(6).toString('hex')}`,
+  );
+  let created = false;
+  try {
+    const file = await open(temp, 'wx');
+    created = true;
+    try {
+      await file.writeFile(bytes);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temp, path);
+    created = false;
+  } catch (e) {
+    if (created) await rm(temp, { force: true }).catch(() => {});
+    throw e;
+  }
+  await syncDirectory(dir);
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(dir, 'r');
+  } catch (e) {
+    // Windows cannot open a directory as a file; there the rename is as durable as it gets.
+    if (process.platform === 'win32') return;
+    throw e;
+  }
+  try {
+    await handle.sync();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    // Some file systems refuse fsync on a directory; the data itself is already synced.
+    if (code !== 'EINVAL' && code !== 'EPERM' && code !== 'EISDIR') throw e;
+  } finally {
+    await handle.close();
+  }
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Writes tensors as a safetensors checkpoint, atomically, with the SHA-256 of the data
+ * section under `swavgpu.sha256` in the metadata. A stale checksum key in `metadata` (from
+ * a checkpoint loaded earlier) is replaced by the fresh one.
+ */
+export async function saveCheckpoint(
+  path: string,
+  tensors: Record<string, Tensor>,
+  metadata: Metadata = {},
+): Promise<void> {
+  const packed = packSafetensors(tensors);
+  const meta = { ...metadata, [CHECKSUM_KEY]: sha256(packed.data) };
+  await writeFileAtomic(path, assembleSafetensors(packed, meta));
+}
+
+/** Reads a checkpoint and verifies its checksum; the metadata keeps the checksum key. */
+export async function loadCheckpoint(path: string): Promise<ParsedSafetensors> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    throw new CheckpointError(path, `cannot read: ${(e as Error).message}`, { cause: e });
+  }
+  const parsed = parseSafetensors(bytes, path);
+  const want = parsed.metadata[CHECKSUM_KEY];
+  if (want === undefined) {
+    throw new CheckpointError(path, `no ${CHECKSUM_KEY} checksum in __metadata__`);
+  }
+  const got = sha256(bytes.subarray(parsed.dataOffset));
+  if (got !== want) {
+    throw new CheckpointError(
+      path,
+      `checksum mismatch: ${CHECKSUM_KEY} says ${want}, the data section hashes to ${got} ` +
+        '(the file is corrupted)',
+    );
+  }
+  return parsed;
+}
+
+/** The file name for a step: `ckpt-000123.safetensors` (six digits or more). */
+export function checkpointName(step: number): string {
+  if (!Number.isSafeInteger(step) || step < 0) {
+    throw new RangeError(`checkpointName: step must be a non-negative integer, got ${step}`);
+  }
+  return `ckpt-${String(step).padStart(6, '0')}.safetensors`;
+}
+
+/** The step in a checkpoint file name, or undefined for any other name (temp files too). */
+export function checkpointStep(name: string): number | undefined {
+  const m = CHECKPOINT_NAME.exec(name);
+  if (m === null) return undefined;
+  const step = Number(m[1]);
+  return Number.isSafeInteger(step) ? step : undefined;
+}
+
+/** Why a file in the checkpoint directory was passed over. */
+export type SkipReporter = (path: string, reason: string) => void;
+
+export interface LatestCheckpoint extends ParsedSafetensors {
+  path: string;
+  step: number;
+}
+
+/** Checkpoint files in `dir`, newest step first; a missing directory has none. */
+async function listCheckpoints(
+  dir: string,
+  onSkip?: SkipReporter,
+): Promise<{ path: string; step: number }[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  const found: { path: string; step: number }[] = [];
+  for (const name of names) {
+    if (name.includes(TEMP_MARK) && name.startsWith('ckpt-')) {
+      onSkip?.(join(dir, name), 'temporary file from a write that did not finish');
+      continue;
+    }
+    const step = checkpointStep(name);
+    if (step !== undefined) found.push({ path: join(dir, name), step });
+  }
+  return found.sort((a, b) => b.step - a.step);
+}
+
+/**
+ * The newest checkpoint in `dir` that parses and passes its checksum, loaded, or null
+ * when there is none. Temporary and broken files are passed over and reported to `onSkip`.
+ */
+export async function findLatestCheckpoint(
+  dir: string,
+  onSkip?: SkipReporter,
+): Promise<LatestCheckpoint | null> {
+  for (const { path, step } of await listCheckpoints(dir, onSkip)) {
+    try {
+      return { ...(await loadCheckpoint(path)), path, step };
+    } catch (e) {
+      onSkip?.(path, e instanceof Error ? e.message : String(e));
+    }
+  }
+  return null;
+}
+
+/**
+ * Deletes checkpoints older than the `keep` newest valid ones and returns their paths.
+ * Validity is checked (checksum and all) so a corrupted newest file never costs the last
+ * good one; broken files newer than the cut are left for a person to look at.
+ */
+export async function pruneCheckpoints(
+  dir: string,
+  keep: number,
+  onSkip?: SkipReporter,
+): Promise<string[]> {
+  if (!Number.isSafeInteger(keep) || keep < 1) {
+    throw new RangeError(`pruneCheckpoints: keep must be an integer >= 1, got ${keep}`);
+  }
+  const all = await listCheckpoints(dir, onSkip);
+  let valid = 0;
+  let cut = all.length;
+  for (let i = 0; i < all.length; i++) {
+    try {
+      await loadCheckpoint(all[i].path);
+      valid++;
+    } catch (e) {
+      onSkip?.(all[i].path, e instanceof Error ? e.message : String(e));
+      continue;
+    }
+    if (valid === keep) {
+      cut = i + 1;
+      break;
+    }
+  }
+  const removed: string[] = [];
+  for (const { path } of all.slice(cut)) {
+    await rm(path, { force: true });
+    removed.push(path);
+  }
+  return removed;
+}

@@ -1,0 +1,220 @@
+// Checkpoints: atomic replacement, checksums, crash leftovers, corruption and resume order.
+
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import {
+  CHECKSUM_KEY,
+  CheckpointError,
+  checkpointName,
+  checkpointStep,
+  findLatestCheckpoint,
+  loadCheckpoint,
+  pruneCheckpoints,
+  saveCheckpoint,
+  writeFileAtomic,
+} from '../../src/io/checkpoint-node.js';
+import {
+  parseSafetensors,
+  serializeSafetensors,
+  type Tensor,
+  type TensorData,
+} from '../../src/io/safetensors.js';
+
+let dir = '';
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'swavgpu-ckpt-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const values = (d: TensorData) => Array.from(d as ArrayLike<number | bigint>);
+
+/** Weights that differ per step, so a fallback to the wrong file shows in the values. */
+function weights(step: number): Record<string, Tensor> {
+  return {
+    'head.weight': {
+      dtype: 'F32',
+      shape: [2, 2],
+      data: Float32Array.from([1, 2, 3, 4], (v) => v * step),
+    },
+    'bn.running_mean': { dtype: 'F64', shape: [2], data: Float64Array.of(step / 3, -step) },
+    step: { dtype: 'I64', shape: [], data: BigInt64Array.of(BigInt(step)) },
+  };
+}
+
+async function save(step: number): Promise<string> {
+  const path = join(dir, checkpointName(step));
+  await saveCheckpoint(path, weights(step), { step: String(step) });
+  return path;
+}
+
+/** Flips one bit in the last byte of the file, which is in the data section. */
+async function flipLastByte(path: string): Promise<void> {
+  const bytes = await readFile(path);
+  bytes[bytes.length - 1] ^= 0x01;
+  await writeFile(path, bytes);
+}
+
+describe('checkpoint names', () => {
+  it('pads steps to six digits and reads them back; temp names are not checkpoints', () => {
+    expect(checkpointName(123)).toBe('ckpt-000123.safetensors');
+    expect(checkpointName(1234567)).toBe('ckpt-1234567.safetensors');
+    expect(checkpointStep('ckpt-000123.safetensors')).toBe(123);
+    expect(checkpointStep('ckpt-000123.safetensors.tmp-77-abcd')).toBeUndefined();
+    expect(checkpointStep('model.safetensors')).toBeUndefined();
+    expect(() => checkpointName(-1)).toThrow('step must be a non-negative integer, got -1');
+  });
+});
+
+describe('writeFileAtomic', () => {
+  it('replaces the target and leaves no temporary file behind', async () => {
+    const path = join(dir, 'f.bin');
+    await writeFileAtomic(path, Uint8Array.of(1, 2, 3));
+    await writeFileAtomic(path, Uint8Array.of(9));
+    expect(Array.from(await readFile(path))).toEqual([9]);
+    expect(await readdir(dir)).toEqual(['f.bin']);
+  });
+
+  it('removes its temporary file when the rename fails', async () => {
+    // A non-empty directory at the target makes rename() fail after the temp is written.
+    const path = join(dir, 'occupied');
+    await mkdir(path);
+    await writeFile(join(path, 'inside'), 'x');
+    await expect(writeFileAtomic(path, Uint8Array.of(1))).rejects.toThrow(/EISDIR|ENOTEMPTY/);
+    expect(await readdir(dir)).toEqual(['occupied']);
+  });
+
+  it('fails loudly when the directory does not exist', async () => {
+    await expect(writeFileAtomic(join(dir, 'no', 'f.bin'), Uint8Array.of(1))).rejects.toThrow(
+      /ENOENT/,
+    );
+  });
+});
+
+describe('saveCheckpoint and loadCheckpoint', () => {
+  it('round trip with the data checksum stored in __metadata__', async () => {
+    const path = await save(7);
+    const got = await loadCheckpoint(path);
+    expect(got.metadata.step).toBe('7');
+    expect(got.metadata[CHECKSUM_KEY]).toMatch(/^[0-9a-f]{64}$/);
+    expect(values(got.tensors['head.weight'].data)).toEqual([7, 14, 21, 28]);
+    expect(values(got.tensors['bn.running_mean'].data)).toEqual([7 / 3, -7]);
+    expect(got.tensors.step.data[0]).toBe(7n);
+  });
+
+  it('re-saving loaded metadata replaces the old checksum with a fresh one', async () => {
+    const first = await loadCheckpoint(await save(1));
+    const path = join(dir, checkpointName(2));
+    await saveCheckpoint(path, weights(2), first.metadata);
+    const second = await loadCheckpoint(path);
+    expect(second.metadata[CHECKSUM_KEY]).not.toBe(first.metadata[CHECKSUM_KEY]);
+  });
+
+  it('a flipped data byte fails the checksum, naming the file', async () => {
+    const path = await save(3);
+    await flipLastByte(path);
+    // The file still parses: only the checksum can tell.
+    expect(parseSafetensors(await readFile(path), path).tensors.step.data[0]).toBe(3n);
+    const err = await loadCheckpoint(path).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CheckpointError);
+    expect((err as Error).message).toMatch(
+      new RegExp(`^${path}: checksum mismatch: ${CHECKSUM_KEY} says [0-9a-f]{64}, the data ` +
+        'section hashes to [0-9a-f]{64} \\(the file is corrupted\\)$'),
+    );
+  });
+
+  it('a safetensors file without the checksum is refused', async () => {
+    const path = join(dir, 'plain.safetensors');
+    await writeFile(path, serializeSafetensors(weights(1)));
+    await expect(loadCheckpoint(path)).rejects.toThrow(
+      `${path}: no ${CHECKSUM_KEY} checksum in __metadata__`,
+    );
+  });
+
+  it('a missing file is a CheckpointError naming the path', async () => {
+    const path = join(dir, 'gone.safetensors');
+    await expect(loadCheckpoint(path)).rejects.toThrow(`${path}: cannot read: ENOENT`);
+  });
+});
+
+describe('findLatestCheckpoint', () => {
+  it('an empty or missing directory has none', async () => {
+    expect(await findLatestCheckpoint(dir)).toBeNull();
+    expect(await findLatestCheckpoint(join(dir, 'missing'))).toBeNull();
+  });
+
+  it('orders by step number, not by name or time', async () => {
+    await save(1000000);
+    await save(99);
+    await save(5);
+    const latest = await findLatestCheckpoint(dir);
+    expect(latest?.step).toBe(1000000);
+    expect(latest?.path).toBe(join(dir, 'ckpt-1000000.safetensors'));
+  });
+
+  it('a crash before the rename leaves the old file intact and the temp is skipped', async () => {
+    const old = await save(10);
+    const before = await readFile(old);
+    // The crash: a newer checkpoint written halfway to a temp name, never renamed.
+    const partial = (await readFile(old)).subarray(0, 40);
+    const temp = join(dir, `${checkpointName(11)}.tmp-4242-deadbeef`);
+    await writeFile(temp, partial);
+    // And an older crash that left a temp beside the very file being replaced.
+    await writeFile(`${old}.tmp-4242-cafe`, partial);
+
+    const skipped: [string, string][] = [];
+    const latest = await findLatestCheckpoint(dir, (p, why) => skipped.push([p, why]));
+    expect(latest?.step).toBe(10);
+    expect(Buffer.compare(await readFile(old), before)).toBe(0);
+    expect(skipped.map(([p]) => p).sort()).toEqual([`${old}.tmp-4242-cafe`, temp].sort());
+    for (const [, why] of skipped) {
+      expect(why).toBe('temporary file from a write that did not finish');
+    }
+  });
+
+  it('falls back past a corrupted and a truncated checkpoint to the last good one', async () => {
+    await save(1);
+    const good = await save(2);
+    const corrupt = await save(3);
+    const truncated = await save(4);
+    await flipLastByte(corrupt);
+    const bytes = await readFile(truncated);
+    await writeFile(truncated, bytes.subarray(0, bytes.length - 10));
+
+    const skipped: [string, string][] = [];
+    const latest = await findLatestCheckpoint(dir, (p, why) => skipped.push([p, why]));
+    expect(latest?.path).toBe(good);
+    expect(values(latest!.tensors['head.weight'].data)).toEqual([2, 4, 6, 8]);
+    expect(skipped.map(([p]) => p)).toEqual([truncated, corrupt]);
+    expect(skipped[0][1]).toMatch(/belong to no tensor|run past the data section/);
+    expect(skipped[1][1]).toMatch(/checksum mismatch/);
+  });
+});
+
+describe('pruneCheckpoints', () => {
+  it('keeps the newest valid ones and never counts a corrupted file as kept', async () => {
+    const paths = [];
+    for (const step of [1, 2, 3, 4, 5]) paths.push(await save(step));
+    await flipLastByte(paths[4]);
+    const removed = await pruneCheckpoints(dir, 2);
+    // Steps 4 and 3 are the two newest valid; 5 is broken, kept for a person to look at.
+    expect(removed.sort()).toEqual([paths[0], paths[1]].sort());
+    expect((await readdir(dir)).sort()).toEqual([
+      'ckpt-000003.safetensors',
+      'ckpt-000004.safetensors',
+      'ckpt-000005.safetensors',
+    ]);
+    expect((await findLatestCheckpoint(dir))?.step).toBe(4);
+  });
+
+  it('with fewer valid files than keep, removes nothing', async () => {
+    await save(1);
+    expect(await pruneCheckpoints(dir, 3)).toEqual([]);
+    await expect(pruneCheckpoints(dir, 0)).rejects.toThrow('keep must be an integer >= 1, got 0');
+  });
+});
