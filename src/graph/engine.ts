@@ -205,9 +205,9 @@ export class Engine {
    * Resolves once submitted; `reads` get their values once the GPU is done.
    */
   run(targets: Tensor[] = [], reads: Tensor[] = []): Promise<Float32Array[]> {
-    const all = [...targets, ...reads];
-    const nodes = this.schedule(all);
-    const materialize = new Set<Tensor>(all);
+    const nodes = this.schedule([...targets, ...reads]);
+    // Tensors only read are not kept: their buffers return to the pool after the copy.
+    const materialize = new Set<Tensor>(targets);
     const job = this.queue.then(() => this.execute(nodes, materialize, reads));
     this.queue = job.catch(() => undefined);
     return job.then((ps) => Promise.all(ps));
@@ -221,8 +221,9 @@ export class Engine {
     return job.then(() => undefined);
   }
 
+  /** Runs what `t` needs and returns its values; `t` keeps its buffer afterwards. */
   read(t: Tensor): Promise<Float32Array> {
-    return this.run([], [t]).then((r) => r[0]);
+    return this.run([t], [t]).then((r) => r[0]);
   }
 
   private async execute(nodes: Node[], materialize: Set<Tensor>,
@@ -240,7 +241,9 @@ export class Engine {
     // Pending nodes outside this run still need their inputs later.
     const neededLater = new Set<Tensor>();
     for (const n of this.pending) for (const t of n.inputs) neededLater.add(t);
-    const keep = (t: Tensor) => materialize.has(t) || t.kept || neededLater.has(t);
+    const readSet = new Set(reads);
+    const keep = (t: Tensor) => materialize.has(t) || t.kept || neededLater.has(t) ||
+      readSet.has(t);
     const range = (t: Tensor): BufferRange => {
       if (!t.buffer) {
         throw new OpArgumentError(`run: ${t.describe()} has no buffer (state ${t.state})`);
@@ -280,6 +283,12 @@ export class Engine {
       }
     }
     const readIdx = reads.map((t) => rec.readback(range(t).buffer, 0, t.bytes));
+    // Read-only tensors go back to the pool once their copy is recorded (copies come last).
+    for (const t of readSet) {
+      if (t.node && inRun.has(t.node) && !materialize.has(t) && !t.kept && !neededLater.has(t)) {
+        this.releaseTransient(t);
+      }
+    }
     const dispatches = rec.dispatchCount;
     const promises = await rec.submit();
     this.lastRun = {

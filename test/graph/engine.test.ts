@@ -1,0 +1,224 @@
+// The executor and autodiff: one submission per run, buffer reuse, errors that name what is
+// wrong, gradient accumulation and stop-gradient, and the engine's limits.
+
+import { describe, it, expect } from 'vitest';
+import { createEngine, grad, BindingError, ShaderError, OpArgumentError, NotSupportedError }
+  from '../../src/node.js';
+import * as ops from '../../src/ops/elementwise.js';
+import { sum, mean } from '../../src/ops/reduce.js';
+import { useEngine } from '../helpers/gpu.js';
+
+const engine = useEngine({
+  shaders: {
+    // Deliberately broken WGSL: a type error on line 5.
+    broken: [
+      '@group(0) @binding(0) var<storage, read_write> out: array<f32>;',
+      '@compute @workgroup_size(1)',
+      'fn main(@builtin(global_invocation_id) id: vec3<u32>) {',
+      '  let i = id.x;',
+      '  out[i] = i;',
+      '}',
+    ].join('\n'),
+    // Valid WGSL that the tests bind wrongly on purpose.
+    probe: [
+      'struct Params { n: u32, scale: f32 }',
+      '@group(0) @binding(0) var<storage, read> src: array<f32>;',
+      '@group(0) @binding(1) var<storage, read_write> dst: array<f32>;',
+      '@group(0) @binding(2) var<uniform> params: Params;',
+      '@compute @workgroup_size(64)',
+      'fn main(@builtin(global_invocation_id) id: vec3<u32>) {',
+      '  if (id.x < params.n) { dst[id.x] = src[id.x] * params.scale; }',
+      '}',
+    ].join('\n'),
+  },
+});
+
+function probe(e: ReturnType<typeof engine>, x: ReturnType<ReturnType<typeof engine>['tensor']>,
+  spec: { bindings?: string[]; uniforms?: Record<string, number> }) {
+  const [y] = e.record({
+    op: 'probe', inputs: [x], outputs: [x.shape],
+    encode: (ctx) => {
+      const bufs: Record<string, ReturnType<typeof ctx.input>> = {};
+      const names = spec.bindings ?? ['src', 'dst'];
+      if (names[0]) bufs[names[0]] = ctx.input(0);
+      if (names[1]) bufs[names[1]] = ctx.output(0);
+      ctx.dispatch({ shader: 'probe', bindings: bufs, uniforms: spec.uniforms ?? {},
+        workgroups: 1 });
+    },
+  });
+  return y;
+}
+
+describe('executor', () => {
+  it('runs a chain as one submission and reads values back', async () => {
+    const e = engine();
+    const x = e.tensor([1, 2, 3], [3]);
+    const before = e.gpu.counters.submits;
+    const y = ops.exp(ops.scale(ops.addScalar(x, 1), 0.5));
+    const v = await y.read();
+    expect(e.gpu.counters.submits - before).toBe(1);
+    expect(Array.from(v).map((a) => +a.toFixed(5))).toEqual(
+      [1, 1.5, 2].map((a) => +Math.exp(a).toFixed(5)));
+  });
+
+  it('allocates nothing after the first of identical steps', async () => {
+    const e = engine();
+    const w = e.param(new Float32Array(1000).fill(0.5), [10, 100], 'w');
+    const step = async () => {
+      const l = mean(ops.square(ops.mul(w, ops.addScalar(w, 1))));
+      const [g] = grad(l, [w]);
+      return e.run([], [l, g!]);
+    };
+    await step();
+    const allocs = e.gpu.pool.stats.allocations;
+    const live = e.gpu.pool.stats.live;
+    for (let i = 0; i < 5; i++) await step();
+    expect(e.gpu.pool.stats.allocations).toBe(allocs);
+    expect(e.gpu.pool.stats.live).toBe(live);
+  });
+
+  it('keeps every dispatch\'s uniforms its own within one command buffer', async () => {
+    const e = engine();
+    const x = e.tensor([1, 1, 1, 1], [4]);
+    // Three dispatches of the same pipeline with different uniforms, one submission.
+    const ys = [2, 3, 5].map((s) => probe(e, x, { uniforms: { n: 4, scale: s } }));
+    const values = await e.run([], ys);
+    expect(values.map((v) => v[0])).toEqual([2, 3, 5]);
+  });
+
+  it('returns each of several readbacks in flight its own data', async () => {
+    const e = engine();
+    const ts = [1, 2, 3, 4].map((k) => e.tensor([k, k * 10], [2]));
+    const reads = await Promise.all(ts.map((t) => ops.scale(t, 2).read()));
+    expect(reads.map((r) => Array.from(r))).toEqual([[2, 20], [4, 40], [6, 60], [8, 80]]);
+  });
+
+  it('releases intermediates and says so when one is reused', async () => {
+    const e = engine();
+    const x = e.tensor([1, 2], [2]);
+    const mid = ops.scale(x, 3);
+    const out = ops.addScalar(mid, 1);
+    await out.read();
+    expect(mid.state).toBe('released');
+    expect(() => ops.neg(mid)).toThrow(/was an intermediate of an earlier run.*keep\(\)/);
+    const kept = ops.scale(x, 3).keep();
+    await ops.neg(kept).read();
+    expect(Array.from(await kept.read())).toEqual([3, 6]);
+  });
+});
+
+describe('errors name what is wrong', () => {
+  it('a shader that does not compile reports file:line:col and the line', async () => {
+    const e = engine();
+    const x = e.tensor([1], [1]);
+    const [y] = e.record({
+      op: 'broken', inputs: [x], outputs: [[1]],
+      encode: (ctx) => ctx.dispatch({ shader: 'broken', bindings: { out: ctx.output(0) },
+        workgroups: 1 }),
+    });
+    const err = await y.read().catch((er: unknown) => er);
+    expect(err).toBeInstanceOf(ShaderError);
+    expect(String(err)).toMatch(/broken\.wgsl:5:\d+: .*\n\s+out\[i\] = i;/);
+  });
+
+  it('a binding the TypeScript side names wrongly', () => {
+    const e = engine();
+    const x = e.tensor([1], [1]);
+    const y = probe(e, x, { bindings: ['source', 'dst'], uniforms: { n: 1, scale: 1 } });
+    return expect(y.read()).rejects.toThrow(BindingError);
+  });
+
+  it('a missing binding, a missing uniform member and an unknown one', async () => {
+    const e = engine();
+    const x = e.tensor([1], [1]);
+    await expect(probe(e, x, { bindings: ['src', ''], uniforms: { n: 1, scale: 1 } }).read())
+      .rejects.toThrow(/probe.*binding 'dst' was not given a buffer/);
+    await expect(probe(e, x, { uniforms: { n: 1 } }).read())
+      .rejects.toThrow(/uniform 'params\.scale' was not given a value/);
+    await expect(probe(e, x, { uniforms: { n: 1, scale: 1, bias: 2 } }).read())
+      .rejects.toThrow(/has no member 'bias' \(it has: n, scale\)/);
+  });
+
+  it('shapes that do not broadcast, before any GPU work', () => {
+    const e = engine();
+    const submits = e.gpu.counters.submits;
+    const a = e.tensor(new Float32Array(6), [2, 3]);
+    const b = e.tensor(new Float32Array(4), [4]);
+    expect(() => ops.add(a, b)).toThrow(OpArgumentError);
+    expect(() => ops.add(a, b)).toThrow(/add: shapes \[2, 3\] and \[4\] do not broadcast/);
+    expect(e.gpu.counters.submits).toBe(submits);
+  });
+
+  it('bad values and shapes of leaves', () => {
+    const e = engine();
+    expect(() => e.tensor([1, 2, 3], [2, 2])).toThrow(/3 values do not fill shape \[2, 2\]/);
+    expect(() => e.tensor([], [0])).toThrow(/shape \[0\] must have positive integer/);
+    expect(() => ops.scale(e.tensor([1], [1]), NaN)).toThrow(/scale: s must be a finite/);
+    expect(() => sum(e.tensor([1, 2], [2]), 3)).toThrow(/axis 3 is out of range/);
+  });
+
+  it('a tensor past the binding-size limit is refused, naming size and limit', () => {
+    const e = engine();
+    const limit = e.limits.maxStorageBufferBindingSize;
+    const n = Math.floor(limit / 4) + 1024;
+    expect(() => e.zeros([n])).toThrow(new RegExp(`needs ${n * 4} bytes, past .*${limit}`));
+  });
+});
+
+describe('autodiff', () => {
+  it('accumulates gradients where a tensor is used twice', async () => {
+    const e = engine();
+    const x = e.param([1, 2, 3], [3], 'x');
+    // f = sum(x*x + 3x) -> df/dx = 2x + 3
+    const f = sum(ops.add(ops.mul(x, x), ops.scale(x, 3)));
+    const [g] = grad(f, [x]);
+    expect(Array.from(await g!.read())).toEqual([5, 7, 9]);
+  });
+
+  it('stops gradient flow through stopGradient and noGrad', async () => {
+    const e = engine();
+    const x = e.param([1, 2], [2], 'x');
+    // f = sum(x * stop(x)) -> df/dx = stop(x) = x
+    const f = sum(ops.mul(x, ops.stopGradient(x)));
+    const [g] = grad(f, [x]);
+    expect(Array.from(await g!.read())).toEqual([1, 2]);
+    const y = e.noGrad(() => ops.mul(x, x));
+    expect(y.requiresGrad).toBe(false);
+  });
+
+  it('undoes broadcasting in the gradient', async () => {
+    const e = engine();
+    const a = e.param([1, 2, 3, 4, 5, 6], [2, 3], 'a');
+    const b = e.param([1, 1, 1], [3], 'b');
+    const [ga, gb] = grad(sum(ops.mul(a, b)), [a, b]);
+    expect(gb!.shape).toEqual([3]);
+    expect(Array.from(await gb!.read())).toEqual([5, 7, 9]);
+    expect(Array.from(await ga!.read())).toEqual([1, 1, 1, 1, 1, 1]);
+  });
+
+  it('an op without a backward rule is a loud error naming it', () => {
+    const e = engine();
+    const x = e.param([1], [1], 'x');
+    const [y] = e.record({ op: 'mystery', inputs: [x], outputs: [[1]], encode: () => {} });
+    expect(() => grad(y, [x])).toThrow(NotSupportedError);
+    expect(() => grad(y, [x])).toThrow(/op 'mystery' has no backward rule/);
+  });
+
+  it('a non-scalar output needs a seed; an unrelated tensor needs allowUnused', () => {
+    const e = engine();
+    const x = e.param([1, 2], [2], 'x');
+    const z = e.param([1], [1], 'z');
+    expect(() => grad(ops.scale(x, 2), [x])).toThrow(/is not a scalar; pass a seed/);
+    expect(() => grad(sum(x), [z])).toThrow(/does not affect/);
+    expect(grad(sum(x), [z], { allowUnused: true })).toEqual([null]);
+  });
+});
+
+describe('disposal', () => {
+  it('a disposed engine refuses work with a clear error', async () => {
+    const e = await createEngine();
+    const x = e.tensor([1], [1]);
+    await e.dispose();
+    await expect(ops.neg(x).read()).rejects.toThrow(/disposed/);
+  });
+});
