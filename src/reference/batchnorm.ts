@@ -109,11 +109,10 @@ export interface BatchNormGrads {
 }
 
 /**
- * Training-mode backward, through the batch statistics too. With xhat = (x - mean) invStd and
- * sums over the m values of a channel:
+ * Training-mode backward, through the batch statistics too (mean and invStd depend on every x
+ * of the channel). xhat = (x - mean) invStd; sums run over the m values of a channel.
  */
-// dbeta = sum dy, dgamma = sum dy xhat,
-// dx = gamma invStd (dy - dbeta / m - xhat dgamma / m)
+// dbeta = sum dy, dgamma = sum dy xhat, dx = gamma invStd (dy - dbeta / m - xhat dgamma / m)
 export function batchNormBackward(dy: RefTensor, x: RefTensor, gamma: RefTensor, mean: RefTensor,
   invStd: RefTensor): BatchNormGrads {
   const { C, plane, m } = layout('batchNormBackward', x.shape);

@@ -25,11 +25,10 @@ export function l2Normalize(x: RefTensor, eps = 1e-12): RefTensor {
 }
 
 /**
- * Where the norm is at least eps (PyTorch's clamp_min passes its gradient at equality), with
- * n = ||x|| and y = x / n:
+ * Two branches, as PyTorch's clamp_min: where n = ||x|| >= eps (its gradient passes at
+ * equality) the norm is differentiated; below eps the denominator is the constant eps.
  */
-// dx = (dy - y <y, dy>) / n
-// Below eps the denominator is the constant eps, so dx = dy / eps.
+// n >= eps: dx = (dy - y <y, dy>) / n with y = x / n;  n < eps: dx = dy / eps
 export function l2NormalizeBackward(dy: RefTensor, x: RefTensor, eps = 1e-12): RefTensor {
   const [N, D] = rows('l2NormalizeBackward', x);
   if (dy.shape.length !== 2 || dy.shape[0] !== N || dy.shape[1] !== D) {

@@ -53,8 +53,10 @@ function checkShape(shape: readonly number[], what: string): void {
 }
 
 /** Makes a tensor from a Float64Array (used as is, not copied), a number array or a function. */
-export function ref(shape: readonly number[], init: Float64Array | ArrayLike<number> | TensorInit)
-  : RefTensor {
+export function ref(
+  shape: readonly number[],
+  init: Float64Array | ArrayLike<number> | TensorInit,
+): RefTensor {
   checkShape(shape, 'ref');
   const n = size(shape);
   let data: Float64Array;

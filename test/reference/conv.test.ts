@@ -88,6 +88,20 @@ describe('conv2d backward against finite differences', () => {
     });
   }
 
+  it('a larger conv (1200 inputs) along random directions, the check for big tensors', () => {
+    const opts: Conv2dOptions = { stride: [2, 1], padding: [1, 2], dilation: [2, 1] };
+    const rng = mulberry32(99);
+    const x = randn([2, 6, 10, 10], rng);
+    const w = randn([8, 6, 3, 5], rng);
+    const b = randn([8], rng);
+    expectGrads('conv2d backward (directional)', ([xx, ww, bb]) => conv2d(xx, ww, bb, opts),
+      [x, w, b], (dy) => [
+        conv2dBackwardInput(dy, w, x.shape, opts),
+        conv2dBackwardWeight(dy, x, w.shape, opts),
+        conv2dBackwardBias(dy),
+      ], 7, { mode: 'directional', directions: 4 });
+  });
+
   it('bias gradient sums over N, H\', W\' (hand values)', () => {
     const dy = ref([2, 2, 1, 2], [1, 2, 3, 4, 5, 6, 7, 8]);
     expectClose(conv2dBackwardBias(dy).data, [1 + 2 + 5 + 6, 3 + 4 + 7 + 8]);
