@@ -1,0 +1,217 @@
+// The page's script: finds WebGPU (or says plainly that there is none and what to do), runs
+// the kernel-check table, and drives the live SwAV panel through tools/web/live.ts. What
+// the tests drive is on window.swavgpuPage; the buttons call the same functions.
+
+import * as api from '../../src/browser.js';
+import type { Engine } from '../../src/browser.js';
+import { CHECKS, FAMILIES, runChecks, type CheckRow } from './checks.js';
+import { countAssignments, drawGroups, drawHistogram, drawLossChart } from './draw.js';
+import { fixedComputation, type FixedResult } from './fixed.js';
+import { LIVE_IMAGES, createLiveTrainer, type LiveStep, type LiveTrainer } from './live.js';
+
+export interface PageApi {
+  /** Resolves to the adapter description, or rejects with the reason there is none. */
+  ready: Promise<string>;
+  /** The rows of the last finished run of the kernel checks. */
+  lastChecks: CheckRow[] | null;
+  runChecks(): Promise<CheckRow[]>;
+  fixed(): Promise<FixedResult>;
+  /** False until tools/web/live.ts wires the SwAV trainer. */
+  trainerBuilt: boolean;
+  /** Runs `steps` training steps (as the Start button does) and returns their losses. */
+  train(steps: number): Promise<number[]>;
+}
+
+declare global {
+  interface Window {
+    swavgpuPage: PageApi;
+  }
+}
+
+const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
+
+function cell(tr: HTMLTableRowElement, text: string, cls = ''): void {
+  const td = tr.insertCell();
+  td.textContent = text;
+  if (cls) td.className = cls;
+}
+
+const fmtErr = (v: number) => (Number.isNaN(v) ? '-' : v === 0 ? '0' : v.toExponential(2));
+
+let engine: Engine | null = null;
+
+async function start(): Promise<string> {
+  try {
+    engine = await api.createEngine({ onLost: (m) => showError('live-status', m) });
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (e instanceof api.AdapterError) {
+      $('no-webgpu').hidden = false;
+      $('no-webgpu-message').textContent = msg;
+    }
+    $('adapter').textContent = 'none';
+    throw e;
+  }
+  $('adapter').textContent = engine.gpu.adapterInfo;
+  $<HTMLButtonElement>('run-checks').disabled = false;
+  return engine.gpu.adapterInfo;
+}
+
+function showError(id: string, message: string): void {
+  const el = $(id);
+  el.textContent = message;
+  el.className = 'error';
+}
+
+// ---- kernel checks ----------------------------------------------------------------------
+
+function familySummary(rows: CheckRow[]): void {
+  const body = $<HTMLTableElement>('families').tBodies[0];
+  body.replaceChildren();
+  const checked = new Set(CHECKS.map((f) => f.family));
+  for (const fam of FAMILIES) {
+    const tr = body.insertRow();
+    cell(tr, fam);
+    if (!checked.has(fam)) {
+      cell(tr, '');
+      cell(tr, '');
+      cell(tr, '');
+      cell(tr, 'no check yet', 'none');
+      continue;
+    }
+    const mine = rows.filter((r) => r.family === fam);
+    const bad = mine.filter((r) => !r.pass).length;
+    cell(tr, String(mine.length), 'num');
+    cell(tr, fmtErr(Math.max(0, ...mine.map((r) => r.maxAbsErr))), 'num');
+    cell(tr, fmtErr(Math.max(0, ...mine.map((r) => r.maxRelErr))), 'num');
+    if (mine.length === 0) cell(tr, 'not run', 'none');
+    else cell(tr, bad ? `${bad} FAIL` : 'pass', bad ? 'fail' : 'pass');
+  }
+}
+
+async function pageRunChecks(): Promise<CheckRow[]> {
+  if (!engine) throw new Error('kernel checks: no engine (WebGPU missing)');
+  const status = $('checks-status');
+  const button = $<HTMLButtonElement>('run-checks');
+  const rowsBody = $<HTMLTableElement>('check-rows').tBodies[0];
+  button.disabled = true;
+  status.dataset.state = 'running';
+  status.className = '';
+  status.textContent = 'running…';
+  rowsBody.replaceChildren();
+  const t0 = performance.now();
+  try {
+    const rows = await runChecks(engine, api, (r) => {
+      const tr = rowsBody.insertRow();
+      tr.title = r.message;
+      cell(tr, r.family);
+      cell(tr, r.kernel);
+      cell(tr, fmtErr(r.maxAbsErr), 'num');
+      cell(tr, fmtErr(r.maxRelErr), 'num');
+      cell(tr, r.tol, 'num');
+      cell(tr, r.pass ? 'pass' : 'FAIL', r.pass ? 'pass' : 'fail');
+    });
+    familySummary(rows);
+    const bad = rows.filter((r) => !r.pass).length;
+    status.textContent = `${rows.length - bad} of ${rows.length} outputs pass ` +
+      `(${((performance.now() - t0) / 1000).toFixed(1)} s)`;
+    status.className = bad ? 'fail' : 'pass';
+    window.swavgpuPage.lastChecks = rows;
+    return rows;
+  } catch (e) {
+    showError('checks-status', (e as Error).message);
+    throw e;
+  } finally {
+    status.dataset.state = 'done';
+    button.disabled = false;
+  }
+}
+
+// ---- live SwAV --------------------------------------------------------------------------
+
+const live = {
+  trainer: null as LiveTrainer | null,
+  losses: [] as number[],
+  running: false,
+};
+
+async function makeTrainer(): Promise<LiveTrainer> {
+  if (!createLiveTrainer) throw new Error('trainer not built yet');
+  if (!engine) throw new Error('no engine (WebGPU missing)');
+  if (!live.trainer) {
+    $('live-status').textContent = `fetching ${LIVE_IMAGES} Fashion-MNIST images…`;
+    const data = await api.fetchFashionMnist('data/', 'train', { limit: LIVE_IMAGES });
+    live.trainer = await createLiveTrainer({ api, engine, data, seed: 0 });
+  }
+  return live.trainer;
+}
+
+function drawStep(t: LiveTrainer, s: LiveStep): void {
+  live.losses.push(s.loss);
+  drawLossChart($<HTMLCanvasElement>('loss-chart'), live.losses);
+  $('ips').textContent = s.imagesPerSecond.toFixed(1);
+  drawHistogram($<HTMLCanvasElement>('usage'), countAssignments(s.assignments, t.prototypes));
+  drawGroups($<HTMLCanvasElement>('groups'), s.images, s.assignments, t.prototypes);
+  $('live-status').textContent = `step ${live.losses.length}: loss ${s.loss.toFixed(4)}`;
+}
+
+async function trainSteps(steps: number): Promise<number[]> {
+  const t = await makeTrainer();
+  const losses: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const s = await t.step();
+    drawStep(t, s);
+    losses.push(s.loss);
+  }
+  return losses;
+}
+
+async function toggleTraining(): Promise<void> {
+  const button = $<HTMLButtonElement>('train-toggle');
+  if (live.running) {
+    live.running = false;
+    return;
+  }
+  live.running = true;
+  button.textContent = 'Stop training';
+  try {
+    while (live.running) await trainSteps(1);
+  } catch (e) {
+    showError('live-status', (e as Error).message);
+  } finally {
+    live.running = false;
+    button.textContent = 'Start training';
+  }
+}
+
+function initLive(): void {
+  drawLossChart($<HTMLCanvasElement>('loss-chart'), []);
+  drawHistogram($<HTMLCanvasElement>('usage'), []);
+  drawGroups($<HTMLCanvasElement>('groups'), undefined, new Int32Array(0), 0);
+  if (!createLiveTrainer) {
+    $('live-status').textContent = 'trainer not built yet: the SwAV trainer (src/swav/) is ' +
+      'still being written; this panel trains once tools/web/live.ts wires it.';
+    return;
+  }
+  const button = $<HTMLButtonElement>('train-toggle');
+  button.addEventListener('click', () => void toggleTraining());
+  $('live-status').textContent = 'ready';
+}
+
+// ---- start ------------------------------------------------------------------------------
+
+const ready = start();
+window.swavgpuPage = {
+  ready, lastChecks: null, runChecks: pageRunChecks, trainerBuilt: createLiveTrainer !== null,
+  fixed: async () => {
+    await ready;
+    return fixedComputation(api, engine!);
+  },
+  train: trainSteps,
+};
+familySummary([]);
+initLive();
+$('run-checks').addEventListener('click', () => void pageRunChecks().catch(() => {}));
+ready.then(() => {
+  if (createLiveTrainer) $<HTMLButtonElement>('train-toggle').disabled = false;
+}, () => {});
