@@ -1,0 +1,266 @@
+// 2-D convolution in NCHW with zero padding, stride and dilation, and its two gradients, each
+// as an implicit GEMM (the im2col matrix is never built; its entries are read from x or dy
+// where they are needed):
+//   forward          y[n,o,oh,ow] = bias[o] + sum_{c,kh,kw} w[o,c,kh,kw] x[n,c,ih,iw]
+//                    rows o, columns (n, oh, ow), depth (kh, kw, c)
+//   backward_input   dx[n,c,ih,iw] = sum_{o,kh,kw} w[o,c,kh,kw] dy[n,o,oh,ow]
+//                    rows c, columns (n, ih, iw), depth (kh, kw, o)
+//   backward_weight  dw[o,c,kh,kw] = sum_{n,oh,ow} dy[n,o,oh,ow] x[n,c,ih,iw]
+//                    rows o, columns (c, kh, kw), depth (n, oh, ow), split into chunks whose
+//                    partial sums `sum_partials` adds in a fixed order
+// with ih = oh sh - ph + kh dh and iw = ow sw - pw + kw dw.
+//
+// Each invocation keeps a TM x TN block of outputs in registers and reads storage directly,
+// with no workgroup memory (fastest on lavapipe, see matmul.wgsl). A block's TN columns lie
+// in one image row, so which kernel rows (kh) touch the input is the same for the whole block
+// and the loop over the depth that does not move (c or o) runs without per-element index
+// arithmetic. In backward_input the TN pixels of a block are sw apart (one phase of the
+// stride), so a kernel tap either reaches all of them or none and skipped taps cost nothing:
+// a strided convolution's input gradient does no multiply-adds by zero.
+// Reads outside the image use a clamped address and are replaced by zero; rows and columns
+// past the edges are not stored. The grid (chunk, row tile, column tile) is one linear
+// workgroup count folded by the host into x and y past 65535.
+
+override TM: u32 = 4;      // rows (output or input channels) per invocation, 1..8
+override TN: u32 = 4;      // columns (pixels or weight taps) per invocation, 1..8
+override WG_X: u32 = 8;    // invocations along columns
+override WG_Y: u32 = 4;    // invocations along rows
+override WG: u32 = 64;     // sum_partials
+override HAS_BIAS: bool = false;
+
+const MAX_T: u32 = 8;
+
+struct Params {
+  n: i32, c: i32, h: i32, w: i32,
+  o: i32, kh: i32, kw: i32, oh: i32,
+  ow: i32, sh: i32, sw: i32, ph: i32,
+  pw: i32, dh: i32, dw: i32,
+  q_tiles: i32,          // column tiles per image row (per stride phase in backward_input)
+  cols: i32,             // column tiles in all
+  rows: i32,             // rows of the GEMM (O or C)
+  tiles_x: i32,          // workgroups along columns
+  tiles_y: i32,          // workgroups along rows
+  rows_per_chunk: i32,   // backward_weight: (n, oh) pairs per depth chunk
+  total: i32,            // backward_weight and sum_partials: outputs O*C*KH*KW
+  n_chunks: i32,
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read> part: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(6) var<uniform> p: Params;
+
+// (chunk, row tile, column tile) of a workgroup from its folded linear index.
+fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> vec3<i32> {
+  let g = i32(wid.x + wid.y * nwg.x);
+  let tx = g % p.tiles_x;
+  let r = g / p.tiles_x;
+  return vec3<i32>(r / p.tiles_y, r % p.tiles_y, tx);
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = tile_of(wid, nwg);
+  let col = t.z * i32(WG_X) + i32(lid.x);
+  let o0 = (t.y * i32(WG_Y) + i32(lid.y)) * i32(TM);
+  if (col >= p.cols || o0 >= p.o) { return; }
+  let q = col % p.q_tiles;
+  let row = col / p.q_tiles;
+  let oh = row % p.oh;
+  let n = row / p.oh;
+  let ow0 = q * i32(TN);
+  let khw = p.kh * p.kw;
+  let hw = p.h * p.w;
+  var wrow: array<i32, MAX_T>;
+  for (var i = 0u; i < TM; i++) { wrow[i] = min(o0 + i32(i), p.o - 1) * p.c * khw; }
+  var acc: array<f32, 64>;
+  var xv: array<f32, MAX_T>;
+  var wv: array<f32, MAX_T>;
+  var xoff: array<i32, MAX_T>;
+  var ok: array<bool, MAX_T>;
+  let xn = n * p.c * hw;
+  for (var kh = 0; kh < p.kh; kh++) {
+    let ih = oh * p.sh - p.ph + kh * p.dh;
+    // A kernel row above or below the image adds nothing to the whole block.
+    let depth = select(0, p.c, ih >= 0 && ih < p.h);
+    let xrow = xn + clamp(ih, 0, p.h - 1) * p.w;
+    for (var kw = 0; kw < p.kw; kw++) {
+      for (var j = 0u; j < TN; j++) {
+        let iw = (ow0 + i32(j)) * p.sw - p.pw + kw * p.dw;
+        ok[j] = iw >= 0 && iw < p.w;
+        xoff[j] = xrow + clamp(iw, 0, p.w - 1);
+      }
+      let tap = kh * p.kw + kw;
+      for (var c = 0; c < depth; c++) {
+        for (var j = 0u; j < TN; j++) { xv[j] = select(0.0, x[xoff[j] + c * hw], ok[j]); }
+        for (var i = 0u; i < TM; i++) { wv[i] = w[wrow[i] + c * khw + tap]; }
+        for (var i = 0u; i < TM; i++) {
+          for (var j = 0u; j < TN; j++) {
+            acc[i * MAX_T + j] = fma(wv[i], xv[j], acc[i * MAX_T + j]);
+          }
+        }
+      }
+    }
+  }
+  for (var i = 0u; i < TM; i++) {
+    let o = o0 + i32(i);
+    if (o >= p.o) { break; }
+    var b = 0.0;
+    if (HAS_BIAS) { b = bias[o]; }
+    let base = ((n * p.o + o) * p.oh + oh) * p.ow;
+    for (var j = 0u; j < TN; j++) {
+      let ow = ow0 + i32(j);
+      if (ow < p.ow) { out[base + ow] = acc[i * MAX_T + j] + b; }
+    }
+  }
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn backward_input(@builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = tile_of(wid, nwg);
+  let col = t.z * i32(WG_X) + i32(lid.x);
+  let c0 = (t.y * i32(WG_Y) + i32(lid.y)) * i32(TM);
+  if (col >= p.cols || c0 >= p.c) { return; }
+  // Columns: image n, input row ih, stride phase rw, and the block q of that phase's pixels,
+  // iw = rw + sw (q TN + j).
+  let q = col % p.q_tiles;
+  var r = col / p.q_tiles;
+  let rw = r % p.sw;
+  r = r / p.sw;
+  let ih = r % p.h;
+  let n = r / p.h;
+  let khw = p.kh * p.kw;
+  let ohw = p.oh * p.ow;
+  let ckhw = p.c * khw;
+  var wcol: array<i32, MAX_T>;
+  for (var i = 0u; i < TM; i++) { wcol[i] = min(c0 + i32(i), p.c - 1) * khw; }
+  var acc: array<f32, 64>;
+  var dv: array<f32, MAX_T>;
+  var wv: array<f32, MAX_T>;
+  var doff: array<i32, MAX_T>;
+  var ok: array<bool, MAX_T>;
+  let dyn = n * p.o * ohw;
+  for (var kh = 0; kh < p.kh; kh++) {
+    // Output row reached through kernel row kh, if the stride lands on one.
+    let th = ih + p.ph - kh * p.dh;
+    let hit_h = th >= 0 && th % p.sh == 0 && th / p.sh < p.oh;
+    let dyrow = dyn + select(0, th / p.sh, hit_h) * p.ow;
+    for (var kw = 0; kw < p.kw; kw++) {
+      // The same phase for every pixel of the block: all of them or none are reached.
+      let tw = rw + p.sw * q * i32(TN) + p.pw - kw * p.dw;
+      let depth = select(0, p.o, hit_h && tw % p.sw == 0);
+      let ow0 = tw / p.sw;
+      for (var j = 0u; j < TN; j++) {
+        let ow = ow0 + i32(j);
+        ok[j] = ow >= 0 && ow < p.ow;
+        doff[j] = dyrow + clamp(ow, 0, p.ow - 1);
+      }
+      let tap = kh * p.kw + kw;
+      for (var o = 0; o < depth; o++) {
+        for (var j = 0u; j < TN; j++) { dv[j] = select(0.0, dy[doff[j] + o * ohw], ok[j]); }
+        for (var i = 0u; i < TM; i++) { wv[i] = w[o * ckhw + wcol[i] + tap]; }
+        for (var i = 0u; i < TM; i++) {
+          for (var j = 0u; j < TN; j++) {
+            acc[i * MAX_T + j] = fma(wv[i], dv[j], acc[i * MAX_T + j]);
+          }
+        }
+      }
+    }
+  }
+  for (var i = 0u; i < TM; i++) {
+    let c = c0 + i32(i);
+    if (c >= p.c) { break; }
+    let base = ((n * p.c + c) * p.h + ih) * p.w;
+    for (var j = 0u; j < TN; j++) {
+      let iw = rw + p.sw * (q * i32(TN) + i32(j));
+      if (iw < p.w) { out[base + iw] = acc[i * MAX_T + j]; }
+    }
+  }
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = tile_of(wid, nwg);
+  let chunk = t.x;
+  let k0 = (t.z * i32(WG_X) + i32(lid.x)) * i32(TN);
+  let o0 = (t.y * i32(WG_Y) + i32(lid.y)) * i32(TM);
+  let taps = p.c * p.kh * p.kw;
+  if (chunk >= p.n_chunks || k0 >= taps || o0 >= p.o) { return; }
+  let khw = p.kh * p.kw;
+  let hw = p.h * p.w;
+  let ohw = p.oh * p.ow;
+  // Each column is one weight tap (c, kh, kw): its channel plane and its offsets in x.
+  var xc: array<i32, MAX_T>;
+  var hoff: array<i32, MAX_T>;
+  var woff: array<i32, MAX_T>;
+  for (var j = 0u; j < TN; j++) {
+    let ck = min(k0 + i32(j), taps - 1);
+    let tap = ck % khw;
+    xc[j] = (ck / khw) * hw;
+    hoff[j] = (tap / p.kw) * p.dh - p.ph;
+    woff[j] = (tap % p.kw) * p.dw - p.pw;
+  }
+  var dyo: array<i32, MAX_T>;
+  for (var i = 0u; i < TM; i++) { dyo[i] = min(o0 + i32(i), p.o - 1) * ohw; }
+  var acc: array<f32, 64>;
+  var dv: array<f32, MAX_T>;
+  var xv: array<f32, MAX_T>;
+  var xrow: array<i32, MAX_T>;
+  var okh: array<bool, MAX_T>;
+  let r0 = chunk * p.rows_per_chunk;
+  let r1 = min(r0 + p.rows_per_chunk, p.n * p.oh);
+  for (var r = r0; r < r1; r++) {
+    let n = r / p.oh;
+    let oh = r % p.oh;
+    for (var j = 0u; j < TN; j++) {
+      let ih = oh * p.sh + hoff[j];
+      okh[j] = ih >= 0 && ih < p.h;
+      xrow[j] = n * p.c * hw + xc[j] + clamp(ih, 0, p.h - 1) * p.w;
+    }
+    let dyrow = n * p.o * ohw + oh * p.ow;
+    for (var ow = 0; ow < p.ow; ow++) {
+      for (var i = 0u; i < TM; i++) { dv[i] = dy[dyrow + dyo[i] + ow]; }
+      for (var j = 0u; j < TN; j++) {
+        let iw = ow * p.sw + woff[j];
+        let inside = okh[j] && iw >= 0 && iw < p.w;
+        xv[j] = select(0.0, x[xrow[j] + clamp(iw, 0, p.w - 1)], inside);
+      }
+      for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < TN; j++) {
+          acc[i * MAX_T + j] = fma(dv[i], xv[j], acc[i * MAX_T + j]);
+        }
+      }
+    }
+  }
+  // Chunk s writes its partial sums at s * total; with one chunk that is dw itself.
+  let base = chunk * p.total;
+  for (var i = 0u; i < TM; i++) {
+    let o = o0 + i32(i);
+    if (o >= p.o) { break; }
+    for (var j = 0u; j < TN; j++) {
+      let ck = k0 + i32(j);
+      if (ck < taps) { out[base + o * taps + ck] = acc[i * MAX_T + j]; }
+    }
+  }
+}
+
+// out[i] = sum over chunks s, in order, of part[s * total + i].
+@compute @workgroup_size(WG)
+fn sum_partials(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+  let i = i32((wid.x + wid.y * nwg.x) * WG + li);
+  if (i >= p.total) { return; }
+  var s = 0.0;
+  for (var k = 0; k < p.n_chunks; k++) { s += part[k * p.total + i]; }
+  out[i] = s;
+}

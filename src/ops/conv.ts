@@ -1,0 +1,252 @@
+// 2-D convolution in NCHW (shaders/conv2d.wgsl): forward, input and weight gradients as
+// register-tiled implicit GEMMs, and the backward rule that ties them together.
+
+import { registerGrad } from '../graph/autodiff.js';
+import { Tensor, shapeStr } from '../graph/tensor.js';
+import { sum } from './reduce.js';
+import { checkTensor, fail, groups } from './util.js';
+
+export interface Conv2dOptions {
+  /** Step between output pixels, a number or [h, w]; default 1. */
+  stride?: number | readonly [number, number];
+  /** Zeros added on each side, a number or [h, w]; default 0. */
+  padding?: number | readonly [number, number];
+  /** Gap between kernel taps, a number or [h, w]; default 1. */
+  dilation?: number | readonly [number, number];
+  /** Force a tiling (tests, benchmarks); default chosen from the adapter. */
+  tiling?: ConvTiling;
+}
+
+/**
+ * Register tiles of the three kernels: each invocation computes TM rows (channels) by TN
+ * columns (pixels, or weight taps for the weight gradient), 1..8 each, in a WG_X x WG_Y
+ * workgroup.
+ */
+export interface ConvTiling {
+  TM: number;
+  TN: number;
+  WG_X: number;
+  WG_Y: number;
+}
+
+/** Measured on lavapipe (see tools/probe-matmul.ts). */
+export const CONV_CPU_TILING: ConvTiling = { TM: 8, TN: 4, WG_X: 8, WG_Y: 2 };
+/** For GPUs: smaller blocks per invocation, more invocations per workgroup. */
+export const CONV_GPU_TILING: ConvTiling = { TM: 4, TN: 4, WG_X: 16, WG_Y: 8 };
+
+export function defaultConvTiling(adapterInfo: string): ConvTiling {
+  return /llvmpipe|lavapipe|swiftshader/i.test(adapterInfo) ? CONV_CPU_TILING : CONV_GPU_TILING;
+}
+
+/** Invocations the weight gradient aims for before it splits its reduction into chunks. */
+const WEIGHT_GRAD_TARGET_INVOCATIONS = 4096;
+const SUM_WG = 64;
+
+interface Geometry {
+  N: number; C: number; H: number; W: number;
+  O: number; KH: number; KW: number; OH: number; OW: number;
+  stride: [number, number]; padding: [number, number]; dilation: [number, number];
+}
+
+function pair(op: string, name: string, v: unknown, min: number, dflt: number, shapes: string):
+  [number, number] {
+  const p = v === undefined ? [dflt, dflt] : typeof v === 'number' ? [v, v] : v;
+  if (!Array.isArray(p) || p.length !== 2 ||
+    p.some((d) => typeof d !== 'number' || !Number.isInteger(d) || d < min)) {
+    const rule = min === 1 ? 'positive integers' : 'non-negative integers';
+    fail(op, `${name} must be a number or [h, w] of ${rule}, got ${JSON.stringify(v)} ` +
+      `(${shapes})`);
+  }
+  return [p[0], p[1]];
+}
+
+function geometry(op: string, xShape: readonly number[], wShape: readonly number[],
+  opts: Conv2dOptions): Geometry {
+  const [N, C, H, W] = xShape;
+  const [O, Cw, KH, KW] = wShape;
+  if (C !== Cw) {
+    fail(op, `x ${shapeStr(xShape)} has ${C} channels but w ${shapeStr(wShape)} expects ${Cw} ` +
+      `(x is [N, C, H, W], w is [O, C, KH, KW])`);
+  }
+  const shapes = `x ${shapeStr(xShape)}, w ${shapeStr(wShape)}`;
+  const stride = pair(op, 'stride', opts.stride, 1, 1, shapes);
+  const padding = pair(op, 'padding', opts.padding, 0, 0, shapes);
+  const dilation = pair(op, 'dilation', opts.dilation, 1, 1, shapes);
+  // H' = floor((H + 2 ph - dh (KH - 1) - 1) / sh) + 1
+  const OH = Math.floor((H + 2 * padding[0] - dilation[0] * (KH - 1) - 1) / stride[0]) + 1;
+  const OW = Math.floor((W + 2 * padding[1] - dilation[1] * (KW - 1) - 1) / stride[1]) + 1;
+  if (OH < 1 || OW < 1) {
+    fail(op, `the kernel of w ${shapeStr(wShape)} with dilation ${shapeStr(dilation)} spans ` +
+      `${dilation[0] * (KH - 1) + 1}x${dilation[1] * (KW - 1) + 1}, larger than the input ` +
+      `x ${shapeStr(xShape)} padded by ${shapeStr(padding)} ` +
+      `(${H + 2 * padding[0]}x${W + 2 * padding[1]})`);
+  }
+  return { N, C, H, W, O, KH, KW, OH, OW, stride, padding, dilation };
+}
+
+function checkTiling(t: ConvTiling): void {
+  for (const key of ['TM', 'TN'] as const) {
+    if (!Number.isInteger(t[key]) || t[key] < 1 || t[key] > 8) {
+      fail('conv2d', `tiling.${key} must be an integer in 1..8, got ${t[key]}`);
+    }
+  }
+}
+
+/** The uniform block every entry of conv2d.wgsl reads; the grid fields vary per kernel. */
+function params(g: Geometry, grid: { qTiles: number; cols: number; rows: number; tilesX: number;
+  tilesY: number; rowsPerChunk?: number; total?: number; nChunks?: number }) {
+  return {
+    n: g.N, c: g.C, h: g.H, w: g.W, o: g.O, kh: g.KH, kw: g.KW, oh: g.OH, ow: g.OW,
+    sh: g.stride[0], sw: g.stride[1], ph: g.padding[0], pw: g.padding[1],
+    dh: g.dilation[0], dw: g.dilation[1], q_tiles: grid.qTiles, cols: grid.cols,
+    rows: grid.rows, tiles_x: grid.tilesX, tiles_y: grid.tilesY,
+    rows_per_chunk: grid.rowsPerChunk ?? 0, total: grid.total ?? 0, n_chunks: grid.nChunks ?? 1,
+  };
+}
+
+const overridesOf = (t: ConvTiling) => ({ TM: t.TM, TN: t.TN, WG_X: t.WG_X, WG_Y: t.WG_Y });
+
+interface Attrs {
+  stride: [number, number];
+  padding: [number, number];
+  dilation: [number, number];
+  tiling: ConvTiling;
+}
+
+/**
+ * y = conv2d(x, w) + bias: x [N, C, H, W], w [O, C, KH, KW], bias [O] or null; output
+ * [N, O, H', W'] with H' = floor((H + 2 ph - dh (KH - 1) - 1) / sh) + 1, likewise W'.
+ */
+export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOptions = {}):
+  Tensor {
+  checkTensor('conv2d', 'x', x);
+  checkTensor('conv2d', 'w', w);
+  if (x.rank !== 4) fail('conv2d', `x must be [N, C, H, W], got ${x.describe()}`);
+  if (w.rank !== 4) fail('conv2d', `w must be [O, C, KH, KW], got ${w.describe()}`);
+  if (x.engine !== w.engine) fail('conv2d', 'x and w belong to different engines');
+  const g = geometry('conv2d', x.shape, w.shape, opts);
+  if (bias !== null && bias !== undefined) {
+    checkTensor('conv2d', 'bias', bias);
+    if (bias.rank !== 1 || bias.shape[0] !== g.O) {
+      fail('conv2d', `bias must be [${g.O}] (one value per output channel of w ` +
+        `${shapeStr(w.shape)}), got ${bias.describe()}`);
+    }
+  }
+  const tiling = opts.tiling ?? defaultConvTiling(x.engine.gpu.adapterInfo);
+  checkTiling(tiling);
+  const attrs: Attrs = { stride: g.stride, padding: g.padding, dilation: g.dilation, tiling };
+  const qTiles = Math.ceil(g.OW / tiling.TN);
+  const cols = g.N * g.OH * qTiles;
+  const tilesX = Math.ceil(cols / tiling.WG_X);
+  const tilesY = Math.ceil(g.O / (tiling.WG_Y * tiling.TM));
+  const inputs = bias ? [x, w, bias] : [x, w];
+  const [y] = x.engine.record({
+    op: 'conv2d', inputs, outputs: [[g.N, g.O, g.OH, g.OW]], attrs: { ...attrs },
+    encode: (ctx) => ctx.dispatch({
+      shader: 'conv2d', entry: 'forward',
+      overrides: { ...overridesOf(tiling), HAS_BIAS: Number(!!bias) },
+      bindings: { x: ctx.input(0), w: ctx.input(1), bias: ctx.input(bias ? 2 : 1),
+        out: ctx.output(0) },
+      uniforms: params(g, { qTiles, cols, rows: g.O, tilesX, tilesY }),
+      workgroups: tilesX * tilesY,
+    }),
+  });
+  return y;
+}
+
+function checkDy(op: string, dy: Tensor, g: Geometry): void {
+  checkTensor(op, 'dy', dy);
+  const want = [g.N, g.O, g.OH, g.OW];
+  if (dy.rank !== 4 || dy.shape.some((d, i) => d !== want[i])) {
+    fail(op, `dy must have the output shape ${shapeStr(want)}, got ${dy.describe()}`);
+  }
+}
+
+/** dx of y = conv2d(x, w): dy [N, O, H', W'] and w give a tensor of `xShape`. */
+export function conv2dBackwardInput(dy: Tensor, w: Tensor, xShape: readonly number[],
+  opts: Conv2dOptions = {}): Tensor {
+  const op = 'conv2dBackwardInput';
+  checkTensor(op, 'w', w);
+  if (xShape.length !== 4 || w.rank !== 4) {
+    fail(op, `x must be [N, C, H, W] and w [O, C, KH, KW], got ${shapeStr(xShape)} and ` +
+      `${w.describe()}`);
+  }
+  const g = geometry(op, xShape, w.shape, opts);
+  checkDy(op, dy, g);
+  const tiling = opts.tiling ?? defaultConvTiling(w.engine.gpu.adapterInfo);
+  checkTiling(tiling);
+  // Columns: (n, ih, stride phase of iw, block of TN pixels of that phase).
+  const qTiles = Math.ceil(Math.ceil(g.W / g.stride[1]) / tiling.TN);
+  const cols = g.N * g.H * g.stride[1] * qTiles;
+  const tilesX = Math.ceil(cols / tiling.WG_X);
+  const tilesY = Math.ceil(g.C / (tiling.WG_Y * tiling.TM));
+  const [dx] = w.engine.record({
+    op, inputs: [dy, w], outputs: [[...xShape]],
+    encode: (ctx) => ctx.dispatch({
+      shader: 'conv2d', entry: 'backward_input', overrides: overridesOf(tiling),
+      bindings: { dy: ctx.input(0), w: ctx.input(1), out: ctx.output(0) },
+      uniforms: params(g, { qTiles, cols, rows: g.C, tilesX, tilesY }),
+      workgroups: tilesX * tilesY,
+    }),
+  });
+  return dx;
+}
+
+/** dw of y = conv2d(x, w): dy [N, O, H', W'] and x give a tensor of `wShape`. */
+export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: readonly number[],
+  opts: Conv2dOptions = {}): Tensor {
+  const op = 'conv2dBackwardWeight';
+  checkTensor(op, 'x', x);
+  if (x.rank !== 4 || wShape.length !== 4) {
+    fail(op, `x must be [N, C, H, W] and w [O, C, KH, KW], got ${x.describe()} and ` +
+      `${shapeStr(wShape)}`);
+  }
+  const g = geometry(op, x.shape, wShape, opts);
+  checkDy(op, dy, g);
+  const tiling = opts.tiling ?? defaultConvTiling(x.engine.gpu.adapterInfo);
+  checkTiling(tiling);
+  const taps = g.C * g.KH * g.KW;
+  const total = g.O * taps;
+  const tilesX = Math.ceil(taps / (tiling.WG_X * tiling.TN));
+  const tilesY = Math.ceil(g.O / (tiling.WG_Y * tiling.TM));
+  // Few outputs and a long reduction over (n, oh, ow): split the (n, oh) rows into chunks
+  // so that enough invocations run, and add the chunks' partial sums afterwards.
+  const invocations = Math.ceil(taps / tiling.TN) * Math.ceil(g.O / tiling.TM);
+  const rowsAll = g.N * g.OH;
+  const wanted = Math.min(rowsAll, Math.max(1, Math.ceil(WEIGHT_GRAD_TARGET_INVOCATIONS /
+    invocations)));
+  const rowsPerChunk = Math.ceil(rowsAll / wanted);
+  const nChunks = Math.ceil(rowsAll / rowsPerChunk);
+  const grid = { qTiles: 0, cols: taps, rows: g.O, tilesX, tilesY, rowsPerChunk, total, nChunks };
+  const [dw] = x.engine.record({
+    op, inputs: [dy, x], outputs: [[...wShape]],
+    encode: (ctx) => {
+      const partial = nChunks > 1 ? ctx.scratch(nChunks * total * 4) : ctx.output(0);
+      ctx.dispatch({
+        shader: 'conv2d', entry: 'backward_weight', overrides: overridesOf(tiling),
+        bindings: { dy: ctx.input(0), x: ctx.input(1), out: partial },
+        uniforms: params(g, grid),
+        workgroups: nChunks * tilesX * tilesY,
+      });
+      if (nChunks === 1) return;
+      ctx.dispatch({
+        shader: 'conv2d', entry: 'sum_partials', overrides: { WG: SUM_WG },
+        bindings: { part: partial, out: ctx.output(0) },
+        uniforms: params(g, grid),
+        workgroups: groups(total, SUM_WG),
+      });
+    },
+  });
+  return dw;
+}
+
+// y = conv(x, w) + b: dx = conv^T(dy, w) (the input gradient kernel), dw = the correlation
+// of dy with x (the weight gradient kernel), db[o] = sum of dy over n, oh, ow.
+registerGrad('conv2d', ({ inputs: [x, w, bias], grads: [gy], attrs, needs }) => {
+  const opts = attrs as unknown as Attrs;
+  return [
+    needs[0] ? conv2dBackwardInput(gy!, w, x.shape, opts) : null,
+    needs[1] ? conv2dBackwardWeight(gy!, x, w.shape, opts) : null,
+    ...(bias ? [needs[2] ? sum(gy!, [0, 2, 3]) : null] : []),
+  ];
+});

@@ -1,0 +1,135 @@
+// conv2d on the GPU against the float64 reference, forward and all three gradients, over
+// deliberately awkward settings: 1x1 and non-square kernels, stride, padding and dilation
+// that differ per axis, one input channel, prime channel counts, a grid past 65535
+// workgroups, both tilings; and the argument checks' messages.
+
+import { describe, it, expect } from 'vitest';
+import { conv2d, CONV_CPU_TILING, CONV_GPU_TILING, type ConvTiling } from '../../src/ops/conv.js';
+import { OpArgumentError } from '../../src/gpu/errors.js';
+import * as R from '../../src/reference/index.js';
+import { TOL } from '../../src/reference/compare.js';
+import { checkOp, randomInput, useEngine } from '../helpers/gpu.js';
+
+const engine = useEngine();
+
+type Pair = [number, number];
+
+interface Case {
+  name: string;
+  x: number[];
+  w: number[];
+  stride?: Pair;
+  padding?: Pair;
+  dilation?: Pair;
+  bias?: boolean;
+  tiling?: ConvTiling;
+}
+
+async function checkConv(c: Case, seed = 1): Promise<void> {
+  const opts = { stride: c.stride, padding: c.padding, dilation: c.dilation };
+  const [O, C, KH, KW] = c.w;
+  const x = randomInput(c.x, seed);
+  const w = randomInput(c.w, seed + 1);
+  const inputs = c.bias ? [x, w, randomInput([O], seed + 2)] : [x, w];
+  const [N, OHW] = (() => {
+    const s = R.conv2dOutputShape(c.x, c.w, opts);
+    return [s[0], s[2] * s[3]];
+  })();
+  // Forward dot products run over C*KH*KW terms, dx over O*KH*KW, dw and the bias over
+  // N*H'*W': all products of unit normals.
+  const gradK = Math.max(O * KH * KW, N * OHW);
+  await checkOp(engine(), {
+    name: `conv2d ${c.name}`, inputs,
+    gpu: ([tx, tw, tb]) => conv2d(tx, tw, tb ?? null, { ...opts, tiling: c.tiling }),
+    refForward: ([rx, rw, rb]) => R.conv2d(rx, rw, rb ?? null, opts),
+    refBackward: (dy, [rx, rw]) => [
+      R.conv2dBackwardInput(dy, rw, rx.shape, opts),
+      R.conv2dBackwardWeight(dy, rx, rw.shape, opts),
+      ...(c.bias ? [R.conv2dBackwardBias(dy)] : []),
+    ],
+    tol: TOL.f32Matmul(C * KH * KW), gradTol: TOL.f32Matmul(gradK),
+  });
+}
+
+const CASES: Case[] = [
+  { name: '3x3 pad 1 with bias', x: [2, 3, 9, 11], w: [5, 3, 3, 3], padding: [1, 1], bias: true },
+  { name: '1x1 kernel, no bias', x: [2, 4, 7, 5], w: [3, 4, 1, 1] },
+  { name: 'non-square 2x5 kernel, padding [1, 2]', x: [2, 3, 8, 9], w: [4, 3, 2, 5],
+    padding: [1, 2], bias: true },
+  { name: 'stride [2, 1], padding [1, 0], dilation [1, 2]', x: [2, 3, 11, 13], w: [7, 3, 3, 3],
+    stride: [2, 1], padding: [1, 0], dilation: [1, 2], bias: true },
+  { name: 'C = 1, O = 13 (prime), stride 2', x: [3, 1, 8, 8], w: [13, 1, 3, 3], stride: [2, 2],
+    padding: [1, 1] },
+  { name: 'N = 1, H != W, stride [1, 3], dilation [2, 1]', x: [1, 5, 6, 17], w: [6, 5, 3, 2],
+    stride: [1, 3], padding: [2, 1], dilation: [2, 1], bias: true },
+  { name: 'stride 3 past a 2x2 kernel (input pixels no tap reaches)', x: [2, 2, 10, 10],
+    w: [3, 2, 2, 2], stride: [3, 3] },
+  { name: 'channels past one tile, 17 <- 19, stride 2', x: [2, 19, 9, 9], w: [17, 19, 3, 3],
+    stride: [2, 2], padding: [1, 1], bias: true },
+  { name: 'kernel as tall as the padded input (one output row)', x: [1, 2, 3, 5], w: [3, 2, 5, 3],
+    padding: [1, 0] },
+  { name: 'MNIST-like 28x28, 1 -> 8 channels, pad 1', x: [4, 1, 28, 28], w: [8, 1, 3, 3],
+    padding: [1, 1], bias: true },
+];
+
+describe('conv2d forward and backward, default tiling', () => {
+  for (const c of CASES) it(c.name, async () => checkConv(c));
+});
+
+describe('conv2d with other tilings', () => {
+  const tilings: [string, ConvTiling][] = [
+    ['GPU tiling', CONV_GPU_TILING],
+    ['odd 3x5 blocks', { TM: 3, TN: 5, WG_X: 4, WG_Y: 2 }],
+    ['one output per invocation', { TM: 1, TN: 1, WG_X: 8, WG_Y: 1 }],
+  ];
+  for (const [label, tiling] of tilings) {
+    it(`${label}: ${CASES[3].name}; ${CASES[7].name}`, async () => {
+      await checkConv({ ...CASES[3], tiling });
+      await checkConv({ ...CASES[7], tiling }, 5);
+    });
+  }
+  it('CPU tiling is the default on lavapipe', () => {
+    if (/llvmpipe/.test(engine().gpu.adapterInfo)) expect(CONV_CPU_TILING.TM).toBeGreaterThan(0);
+  });
+});
+
+describe('conv2d dispatch past 65535 workgroups', () => {
+  it('a 1x1 conv over a 1030x2048 image: forward and dx grids fold', async () => {
+    const t = CONV_CPU_TILING;
+    const x = [1, 1, 1030, 2048];
+    const pixelTiles = 1030 * Math.ceil(2048 / t.TN);
+    expect(Math.ceil(pixelTiles / t.WG_X)).toBeGreaterThan(65_535);
+    await checkConv({ name: 'huge image', x, w: [2, 1, 1, 1], bias: true, tiling: t }, 7);
+  });
+});
+
+describe('conv2d argument checks', () => {
+  it('names conv2d, the rule and the shapes', () => {
+    const e = engine();
+    const x = e.zeros([2, 3, 8, 8]);
+    const w = e.zeros([4, 3, 3, 3]);
+    const bad = (f: () => unknown, re: RegExp) => {
+      expect(f).toThrow(OpArgumentError);
+      expect(f).toThrow(re);
+    };
+    bad(() => conv2d(e.zeros([3, 8, 8]), w, null),
+      /conv2d: x must be \[N, C, H, W\], got .*\[3, 8, 8\]/);
+    bad(() => conv2d(x, e.zeros([4, 3, 3]), null),
+      /conv2d: w must be \[O, C, KH, KW\], got .*\[4, 3, 3\]/);
+    bad(() => conv2d(x, e.zeros([4, 2, 3, 3]), null),
+      /conv2d: x \[2, 3, 8, 8\] has 3 channels but w \[4, 2, 3, 3\] expects 2/);
+    bad(() => conv2d(x, e.zeros([4, 3, 9, 3]), null), new RegExp('conv2d: the kernel of ' +
+      'w \\[4, 3, 9, 3\\] with dilation \\[1, 1\\] spans 9x3, larger than the input ' +
+      'x \\[2, 3, 8, 8\\] padded by \\[0, 0\\] \\(8x8\\)'));
+    bad(() => conv2d(x, w, null, { dilation: [1, 4] }),
+      /conv2d: the kernel .* spans 3x9, larger than the input/);
+    bad(() => conv2d(x, w, null, { stride: 0 }), new RegExp('conv2d: stride must be a number ' +
+      'or \\[h, w\\] of positive integers, got 0 \\(x \\[2, 3, 8, 8\\], w \\[4, 3, 3, 3\\]\\)'));
+    bad(() => conv2d(x, w, null, { dilation: [1, -1] }),
+      /conv2d: dilation must be a number or \[h, w\] of positive integers, got \[1,-1\]/);
+    bad(() => conv2d(x, w, null, { padding: [-1, 0] }),
+      /conv2d: padding must be a number or \[h, w\] of non-negative integers, got \[-1,0\]/);
+    bad(() => conv2d(x, w, e.zeros([3])),
+      /conv2d: bias must be \[4\] \(one value per output channel of w \[4, 3, 3, 3\]\), got/);
+  });
+});
