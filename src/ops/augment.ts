@@ -81,7 +81,7 @@ function checkCrop(op: string, n: number, c: CropParams, height: number, width: 
   checkFinite(op, `${at}: sigma`, c.sigma, (v) => v >= 0, 'must be >= 0');
   if (radiusOf(c.sigma) > MAX_BLUR_RADIUS) {
     fail(op, `${at}: sigma ${c.sigma} needs a blur radius of ${radiusOf(c.sigma)} taps, ` +
-      `past the kernel's ${MAX_BLUR_RADIUS} (sigma <= ${MAX_BLUR_RADIUS / 3})`);
+      `past the kernel's ${MAX_BLUR_RADIUS} (ceil(3 sigma) <= ${MAX_BLUR_RADIUS})`);
   }
 }
 

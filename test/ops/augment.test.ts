@@ -96,3 +96,236 @@ describe('multiCrop against the reference', () => {
       { atol: 2 ** -23, rtol: 0 }, 'identity is the image');
   });
 });
+
+describe('multiCrop: boxes, sizes, flips', () => {
+  // 13x11: prime and not square, so rows and columns cannot be swapped unnoticed.
+  const H = 13;
+  const W = 11;
+  const boxes: [string, Partial<CropParams>][] = [
+    ['full image', { w: W, h: H }],
+    ['1x1 box in a corner', { x0: W - 1, y0: H - 1, w: 1, h: 1 }],
+    ['box on the left and top edges', { x0: 0, y0: 0, w: 4, h: 9 }],
+    ['box on the right and bottom edges', { x0: W - 5, y0: H - 3, w: 5, h: 3 }],
+    ['thin column', { x0: 6, y0: 0, w: 1, h: H }],
+    ['thin row', { x0: 0, y0: 7, w: W, h: 1 }],
+  ];
+  for (const size of [1, 2, 5, 13, 29]) {
+    it(`size ${size}: every box, flipped and not`, async () => {
+      const crops = boxes.flatMap(([, b]) => [plain(b), plain({ ...b, flip: true })]);
+      await check(`size ${size}`, { count: 4, height: H, width: W, indices: [3, 1],
+        crops, size, mean: 0.3, std: 0.4 });
+    });
+  }
+
+  it('a flip mirrors the unflipped crop exactly (no jitter, no blur)', async () => {
+    const box = { x0: 2, y0: 1, w: 7, h: 10 };
+    const got = await check('flip pair', { count: 2, height: H, width: W, indices: [1],
+      crops: [plain(box), plain({ ...box, flip: true })], size: 9 });
+    for (let i = 0; i < 9; i++) {
+      for (let j = 0; j < 9; j++) {
+        // Contrast's (v - m) + m uses each crop's own mean, summed in another order.
+        expect(Math.abs(got[81 + i * 9 + j] - got[i * 9 + 8 - j])).toBeLessThanOrEqual(2 ** -23);
+      }
+    }
+  });
+
+  it('crops are crop-major: crop n uses image indices[n % B]', async () => {
+    const full = plain({ w: W, h: H });
+    const got = await check('order', { count: 5, height: H, width: W, indices: [4, 0, 2],
+      crops: [full, full, full, full, plain({ w: 3, h: 3 }), full], size: W });
+    // Crops 0 and 3 (B = 3) both show image 4 through the full box.
+    expectClose(got.subarray(3 * W * W, 4 * W * W) as Float32Array,
+      got.subarray(0, W * W) as Float32Array, { atol: 2 ** -23, rtol: 0 }, 'crop 3 = crop 0');
+  });
+});
+
+describe('multiCrop: jitter and blur', () => {
+  const H = 28;
+  const W = 28;
+  const rng = mulberry32(7);
+  const jittered = (n: number, size: number): CropParams[] => Array.from({ length: n }, (_, k) => {
+    const w = 1 + Math.floor(rng() * W);
+    const h = 1 + Math.floor(rng() * H);
+    return plain({
+      x0: Math.floor(rng() * (W - w + 1)), y0: Math.floor(rng() * (H - h + 1)), w, h,
+      flip: k % 2 === 1, contrastFirst: k % 4 >= 2,
+      // 0 and 1.8 reach both clamps; 0.2 flattens the crop towards its mean.
+      brightness: [0.2, 1, 1.8, 0.65, 0][k % 5], contrast: [1.8, 0.2, 1, 0, 1.35][k % 5],
+      sigma: 0,
+    });
+  });
+  it('brightness and contrast in both orders, factors 0 to 1.8', async () => {
+    await check('jitter', { count: 6, height: H, width: W, indices: [0, 5, 3, 1],
+      crops: jittered(16, 12), size: 12, mean: 0.2860, std: 0.3530 });
+  });
+
+  for (const [sigma, size] of [[0.4, 7], [1, 13], [2, 28], [1.7, 3], [(MAX_BLUR_RADIUS - 0.2) / 3, 11]]) {
+    it(`blur sigma ${sigma.toFixed(2)} (radius ${Math.ceil(3 * sigma)}) at size ${size}`, async () => {
+      const crops = jittered(8, size).map((c, k) => ({ ...c, sigma: k % 4 === 3 ? 0 : sigma }));
+      await check(`blur ${sigma}`, { count: 3, height: H, width: W, indices: [2, 0],
+        crops, size, mean: 0.5, std: 0.25 });
+    });
+  }
+
+  it('the same inputs give bit-identical crops (no atomics, fixed sum order)', async () => {
+    const e = engine();
+    const pixels = makeImages(2, H, W, 3);
+    const images = new GpuImages(e, { images: pixels, count: 2, height: H, width: W });
+    const crops = jittered(6, 16).map((c) => ({ ...c, sigma: 1.3 }));
+    const a = await multiCrop(images, [1, 0], crops, { size: 16 }).read();
+    const b = await multiCrop(images, [1, 0], crops, { size: 16 }).read();
+    expect(b).toEqual(a);
+    images.dispose();
+  });
+});
+
+describe('multiCrop: more crops than one dispatch dimension', () => {
+  it('70000 crops of 2x2 (workgroups folded into y)', async () => {
+    const rng = mulberry32(11);
+    const n = 70000;
+    const batch = 1000;
+    const crops = Array.from({ length: n }, () => {
+      const w = 1 + Math.floor(rng() * 9);
+      const h = 1 + Math.floor(rng() * 9);
+      return plain({ x0: Math.floor(rng() * (10 - w)), y0: Math.floor(rng() * (10 - h)), w, h,
+        flip: rng() < 0.5, brightness: 0.5 + rng(), contrast: 0.5 + rng(),
+        contrastFirst: rng() < 0.5, sigma: rng() < 0.5 ? 0.5 : 0 });
+    });
+    const indices = Array.from({ length: batch }, (_, b) => b % 50);
+    await check('70000 crops', { count: 50, height: 9, width: 9, indices, crops, size: 2 });
+  });
+});
+
+describe('MultiCropLoader: one step of SwAV crops', () => {
+  const H = 28;
+  const W = 28;
+  const count = 10;
+  const opts = {
+    batch: 4, seed: 5, mean: 0.286, std: 0.353, flip: true,
+    groups: [{ count: 2, size: 28, scale: [0.14, 1] as const },
+      { count: 3, size: 12, scale: [0.05, 0.14] as const }],
+    jitter: { strength: 0.8, p: 0.8 }, blur: { p: 0.5, sigma: [0.1, 2] as const },
+  };
+
+  it('matches the reference for the crops sampleCrops draws, and allocates once', async () => {
+    const e = engine();
+    const pixels = makeImages(count, H, W, 9);
+    const images = new GpuImages(e, { images: pixels, count, height: H, width: W });
+    const loader = new MultiCropLoader(images, opts);
+    const sampler = new EpochSampler(count, opts.batch, opts.seed);
+    const { sampleCrops } = await import('../../src/data/crops.js');
+    for (const [epoch, step] of [[0, 0], [0, 1], [3, 1]]) {
+      const indices = sampler.batch(epoch, step);
+      const outs = loader.step(epoch, step, indices);
+      const values = await e.run([], outs);
+      if (epoch !== 0 || step !== 0) {
+        // Leaves, scratch and outputs all come back from the pool: nothing new per step.
+        expect(e.lastRun.allocations, `allocations at step (${epoch}, ${step})`).toBe(0);
+      }
+      const params = sampleCrops({ ...opts, epoch, step, height: H, width: W });
+      opts.groups.forEach((g, gi) => {
+        expect([...outs[gi].shape]).toEqual([opts.batch * g.count, 1, g.size, g.size]);
+        const crops = unpackCrops(params[gi]);
+        const want = augmentReference(pixels, H, W, indices, crops, g.size, opts.mean, opts.std);
+        expectClose(values[gi], want, augmentTol(W, g.size, 1.8 * 1.8, opts.std),
+          `loader (${epoch}, ${step}) group ${gi}`);
+      });
+      outs.forEach((t) => t.dispose());
+    }
+    loader.dispose();
+    images.dispose();
+  });
+
+  it('a fresh loader (a resumed run) reproduces a step bit for bit', async () => {
+    const e = engine();
+    const pixels = makeImages(count, H, W, 9);
+    const images = new GpuImages(e, { images: pixels, count, height: H, width: W });
+    const first = new MultiCropLoader(images, opts);
+    const a = await e.run([], first.step(2, 1, [3, 1, 4, 1]));
+    const resumed = new MultiCropLoader(images, opts);
+    const b = await e.run([], resumed.step(2, 1, [3, 1, 4, 1]));
+    expect(b).toEqual(a);
+    const c = await e.run([], resumed.step(2, 2, [3, 1, 4, 1]));
+    expect(c[0]).not.toEqual(a[0]);
+    first.dispose();
+    resumed.dispose();
+    images.dispose();
+  });
+
+  it('refuses to rewrite inputs whose crops have not run', () => {
+    const e = engine();
+    const images = new GpuImages(e, { images: makeImages(count, H, W, 9), count, height: H,
+      width: W });
+    const loader = new MultiCropLoader(images, opts);
+    loader.step(0, 0, [0, 1, 2, 3]);
+    expect(() => loader.step(0, 1, [0, 1, 2, 3])).toThrow(
+      /MultiCropLoader.step\(0, 1\): the crops of step \(0, 0\) have not run yet/);
+    expect(() => new MultiCropLoader(images, opts).step(0, 0, [0, 1, 2, 10])).toThrow(
+      'MultiCropLoader.step: indices[3] = 10 is not an image index in [0, 10)');
+  });
+});
+
+describe('multiCrop: bad arguments', () => {
+  const e = () => engine();
+  const imgs = () => new GpuImages(e(), { images: makeImages(3, 5, 6, 1), count: 3, height: 5,
+    width: 6 });
+  const box = plain({ w: 6, h: 5 });
+
+  it('size must be a positive integer', () => {
+    expect(() => multiCrop(imgs(), [0], [box], { size: 0 })).toThrow(
+      'multiCrop: size must be an integer >= 1, got 0');
+    expect(() => multiCrop(imgs(), [0], [box], { size: 2.5 })).toThrow(
+      'multiCrop: size must be an integer >= 1, got 2.5');
+  });
+
+  it('indices must name images of the set', () => {
+    expect(() => multiCrop(imgs(), [0, 3], [box, box], { size: 4 })).toThrow(
+      'multiCrop: indices[1] = 3 is not an image index in [0, 3)');
+    expect(() => multiCrop(imgs(), [-1], [box], { size: 4 })).toThrow(
+      'multiCrop: indices[0] = -1 is not an image index in [0, 3)');
+    expect(() => multiCrop(imgs(), [], [box], { size: 4 })).toThrow(
+      'multiCrop: indices must be a non-empty array of image indices or a tensor');
+  });
+
+  it('an out-of-range index in a tensor makes its crops NaN', async () => {
+    const idx = e().tensor([1, 7], [2]);
+    const y = await multiCrop(imgs(), idx, [box, box], { size: 3 }).read();
+    expect(y.subarray(0, 9).every(Number.isFinite)).toBe(true);
+    expect(y.subarray(9).every(Number.isNaN)).toBe(true);
+  });
+
+  it('crop boxes must lie inside the image', () => {
+    expect(() => multiCrop(imgs(), [0], [plain({ x0: 2, w: 5, h: 5 })], { size: 4 })).toThrow(
+      'multiCrop: crop 0: box x0=2 y0=0 w=5 h=5 must lie inside the 5x6 image with w, h >= 1');
+    expect(() => multiCrop(imgs(), [0], [box, plain({ w: 0, h: 2 })], { size: 4 })).toThrow(
+      'multiCrop: crop 1: box x0=0 y0=0 w=0 h=2 must lie inside the 5x6 image with w, h >= 1');
+    expect(() => multiCrop(imgs(), [0], [plain({ w: 2.5, h: 2 })], { size: 4 })).toThrow(
+      'multiCrop: crop 0: w must be an integer, got 2.5');
+  });
+
+  it('blur radius, jitter factors and std are checked', () => {
+    expect(() => multiCrop(imgs(), [0], [{ ...box, sigma: 11 }], { size: 4 })).toThrow(
+      "multiCrop: crop 0: sigma 11 needs a blur radius of 33 taps, past the kernel's 32");
+    expect(() => multiCrop(imgs(), [0], [{ ...box, contrast: -1 }], { size: 4 })).toThrow(
+      'multiCrop: crop 0: contrast must be >= 0, got -1');
+    expect(() => multiCrop(imgs(), [0], [box], { size: 4, std: 0 })).toThrow(
+      'multiCrop: std must be > 0, got 0');
+  });
+
+  it('crop count must be a multiple of the batch; packed params must be [N, 10]', () => {
+    expect(() => multiCrop(imgs(), [0, 1], [box, box, box], { size: 4 })).toThrow(
+      'multiCrop: 3 crops is not a multiple of the 2 indices (crop n takes image ' +
+      'indices[n % 2])');
+    const flat = e().tensor(packCrops([box], 5, 6), [CROP_FLOATS], { name: 'flat' });
+    expect(() => multiCrop(imgs(), [0], flat, { size: 4 })).toThrow(
+      'multiCrop: params must be [N, 10] packed crops, got flat [10]');
+  });
+
+  it('GpuImages checks its bytes against count x height x width', () => {
+    expect(() => new GpuImages(e(), { images: new Uint8Array(29), count: 1, height: 5,
+      width: 6 })).toThrow('GpuImages images: images must be a Uint8Array of count x height x ' +
+      'width = 1x5x6 = 30 bytes, got 29 bytes');
+    expect(() => new GpuImages(e(), { images: new Uint8Array(0), count: 0, height: 5,
+      width: 6 })).toThrow('GpuImages images: count must be an integer >= 1, got 0');
+  });
+});
