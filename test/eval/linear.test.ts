@@ -1,0 +1,85 @@
+// The linear probe on the GPU: standardization, a separable synthetic problem, seeding,
+// and the argument errors.
+
+import { describe, expect, it } from 'vitest';
+import type { Features } from '../../src/eval/features.js';
+import { linearProbe, standardize } from '../../src/eval/linear.js';
+import { mulberry32 } from '../../src/reference/random.js';
+import { useEngine } from '../helpers/gpu.js';
+
+const engine = useEngine();
+
+/** Gaussian blobs around one random centre per class, in `dim` dimensions. */
+function blobs(classes: number, rows: number, dim: number, spread: number, seed: number,
+  centreSeed = 100): { x: Features; y: Uint8Array } {
+  const gaussian = (rnd: () => number) => () =>
+    Math.sqrt(-2 * Math.log(1 - rnd())) * Math.cos(2 * Math.PI * rnd());
+  const gc = gaussian(mulberry32(centreSeed));
+  const centres = Array.from({ length: classes }, () => Array.from({ length: dim }, gc));
+  const g = gaussian(mulberry32(seed));
+  const data = new Float32Array(rows * dim);
+  const y = new Uint8Array(rows);
+  for (let i = 0; i < rows; i++) {
+    y[i] = i % classes;
+    // An offset and scale per dimension that standardization has to undo.
+    for (let j = 0; j < dim; j++) data[i * dim + j] = 5 + (j + 1) * (centres[y[i]][j] + spread * g());
+  }
+  return { x: { data, rows, dim }, y };
+}
+
+describe('standardize', () => {
+  it('uses the train mean and standard deviation for both sets', () => {
+    const train: Features = { data: Float32Array.from([1, 10, 3, 10, 5, 10]), rows: 3, dim: 2 };
+    const test: Features = { data: Float32Array.from([3, 11]), rows: 1, dim: 2 };
+    const [a, b] = standardize(train, test);
+    // Column 0: mean 3, variance 8/3; column 1 is constant: only the 1e-5 floor divides.
+    const s0 = Math.sqrt(8 / 3 + 1e-5);
+    const s1 = Math.sqrt(1e-5);
+    expect([...a.data].map((v) => +v.toFixed(5))).toEqual(
+      [-2 / s0, 0, 0, 0, 2 / s0, 0].map((v) => +v.toFixed(5)));
+    expect(b.data[0]).toBe(0);
+    expect(b.data[1]).toBeCloseTo(1 / s1, 1);
+  });
+});
+
+describe('linearProbe', () => {
+  it('separates a linearly separable 10-class problem (> 95%)', async () => {
+    const train = blobs(10, 2000, 24, 0.35, 1);
+    const test = blobs(10, 500, 24, 0.35, 2);
+    const losses: number[] = [];
+    const r = await linearProbe(engine(), train.x, train.y, test.x, test.y, {
+      epochs: 10, batch: 128, seed: 3, onEpoch: (_, l) => losses.push(l),
+    });
+    expect(r.trainAcc).toBeGreaterThan(0.95);
+    expect(r.testAcc).toBeGreaterThan(0.95);
+    expect(losses).toEqual(r.losses);
+    expect(r.losses.length).toBe(10);
+    // ln 10 = 2.3 is chance; the loss falls well below it and keeps falling overall.
+    expect(r.losses[0]).toBeLessThan(2.3);
+    expect(r.losses[9]).toBeLessThan(r.losses[0]);
+  });
+
+  it('is reproducible from its seed, and a batch that does not divide the set works', async () => {
+    const train = blobs(3, 301, 5, 1.0, 4);
+    const test = blobs(3, 97, 5, 1.0, 5);
+    const o = { epochs: 3, batch: 64, seed: 7, classes: 3 };
+    const a = await linearProbe(engine(), train.x, train.y, test.x, test.y, o);
+    const b = await linearProbe(engine(), train.x, train.y, test.x, test.y, o);
+    expect(b).toEqual(a);
+    expect(a.testAcc).toBeGreaterThan(0.6);
+  });
+
+  it('names bad arguments', async () => {
+    const e = engine();
+    const f: Features = { data: new Float32Array(6), rows: 3, dim: 2 };
+    const g: Features = { data: new Float32Array(3), rows: 1, dim: 3 };
+    await expect(linearProbe(e, f, [0, 1, 2], g, [0])).rejects.toThrow(
+      'linearProbe: train features are 2-d but test features are 3-d');
+    await expect(linearProbe(e, f, [0, 1, 2], f, [0, 1, 2], { epochs: 0 })).rejects.toThrow(
+      'linearProbe: epochs must be a positive integer, got 0');
+    await expect(linearProbe(e, f, [0, 1, 2], f, [0, 1, 2], { lr: -1 })).rejects.toThrow(
+      'linearProbe: lr must be a number > 0, got -1');
+    await expect(linearProbe(e, f, [0, 1, 3], f, [0, 1, 2], { classes: 3 })).rejects.toThrow(
+      'linearProbe: trainY[2] = 3 is not a class in 0..2');
+  });
+});
