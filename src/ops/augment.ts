@@ -157,6 +157,12 @@ function checkImages(op: string, images: PackedImages): void {
  * arrays, uploaded into new leaves (convenient, but an allocation per call). Indices in a
  * tensor cannot be checked without a readback: a crop of an index outside the set comes
  * out NaN. No gradient flows through augmentation.
+ *
+ * Against torchvision: resizing is its tensor bilinear (align_corners=False) without
+ * antialiasing. PIL, which SwAV's loader uses, antialiases only when it shrinks, and
+ * Fashion-MNIST's crops are enlarged (a global crop of 14-100% of 28x28 goes to 28x28, a
+ * local one of 5-14%, at most 12 pixels wide, to 12x12), so the filters agree there. PIL also
+ * rounds to u8 after the resize and after each jitter; this kernel keeps f32 throughout.
  */
 export function multiCrop(images: PackedImages, indices: Tensor | ArrayLike<number>,
   params: Tensor | Float32Array | readonly CropParams[], opts: MultiCropOptions): Tensor {
