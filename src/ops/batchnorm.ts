@@ -172,6 +172,14 @@ export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor,
   return y;
 }
 
+/** The mean and 1 / sqrt(var + eps) [C] a batchNorm output was computed with. */
+export function batchNormSaved(y: Tensor): { mean: Tensor; invStd: Tensor } {
+  if (!y.node || y.node.op !== 'batchNorm' || y.outputIndex !== 0) {
+    fail('batchNormSaved', `${y.describe()} is not the output of batchNorm`);
+  }
+  return { mean: y.node.outputs[1], invStd: y.node.outputs[2] };
+}
+
 function encodeApply(ctx: EncodeContext, l: Layout, p: Record<string, number>,
   relu: boolean): void {
   ctx.dispatch({
