@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import { createEngine, grad, ops } from '../../src/node.js';
 import { compare, type Tolerance } from '../../src/reference/compare.js';
 import { startWebServer, type WebServer } from '../../tools/web.js';
-import type { CheckRow } from '../../tools/web/checks.js';
+import { CHECKS, type CheckReport } from '../../tools/web/checks.js';
 import { fixedComputation, type FixedResult } from '../../tools/web/fixed.js';
 import type { PageApi } from '../../tools/web/main.js';
 
@@ -81,14 +81,21 @@ describe('the web page in headless Chromium', () => {
     const p = needBrowser(ctx);
     await p.click('#run-checks');
     await p.waitForSelector('#checks-status[data-state="done"]', { timeout: 60_000 });
-    const rows = await p.evaluate(() => window.swavgpuPage.lastChecks) as CheckRow[] | null;
-    expect(rows, await p.textContent('#checks-status') ?? '').not.toBeNull();
-    const failures = rows!.filter((r) => !r.pass).map((r) => `${r.family}: ${r.message}`);
+    const report = await p.evaluate(() => window.swavgpuPage.lastChecks) as CheckReport | null;
+    expect(report, await p.textContent('#checks-status') ?? '').not.toBeNull();
+    const { rows, unavailable } = report!;
+    const failures = rows.filter((r) => !r.pass).map((r) => `${r.family}: ${r.message}`);
     expect(failures, failures.join('\n')).toEqual([]);
-    // Each family the table has reports rows: forward and backward of each case.
-    const families = new Set(rows!.map((r) => r.family));
-    expect([...families]).toEqual(expect.arrayContaining(['elementwise', 'reduce']));
-    expect(rows!.some((r) => r.kernel.includes('backward'))).toBe(true);
+    // Every family of the table ran, but those whose ops the bundle does not export yet.
+    const ran = new Set(rows.map((r) => r.family));
+    for (const f of CHECKS.map((c) => c.family)) {
+      expect(ran.has(f) || f in unavailable, `family ${f}`).toBe(true);
+    }
+    expect([...ran]).toEqual(expect.arrayContaining(['elementwise', 'reduce']));
+    expect(rows.some((r) => r.kernel.includes('backward'))).toBe(true);
+    if (Object.keys(unavailable).length) {
+      ctx.annotate(`not exported from the bundle yet: ${JSON.stringify(unavailable)}`);
+    }
     expect(await p.textContent('#families')).toContain('pass');
   });
 

@@ -4,7 +4,7 @@
 
 import * as api from '../../src/browser.js';
 import type { Engine } from '../../src/browser.js';
-import { CHECKS, FAMILIES, runChecks, type CheckRow } from './checks.js';
+import { CHECKS, FAMILIES, runChecks, type CheckReport } from './checks.js';
 import { countAssignments, drawGroups, drawHistogram, drawLossChart } from './draw.js';
 import { fixedComputation, type FixedResult } from './fixed.js';
 import { LIVE_IMAGES, createLiveTrainer, type LiveStep, type LiveTrainer } from './live.js';
@@ -12,9 +12,9 @@ import { LIVE_IMAGES, createLiveTrainer, type LiveStep, type LiveTrainer } from 
 export interface PageApi {
   /** Resolves to the adapter description, or rejects with the reason there is none. */
   ready: Promise<string>;
-  /** The rows of the last finished run of the kernel checks. */
-  lastChecks: CheckRow[] | null;
-  runChecks(): Promise<CheckRow[]>;
+  /** The report of the last finished run of the kernel checks. */
+  lastChecks: CheckReport | null;
+  runChecks(): Promise<CheckReport>;
   fixed(): Promise<FixedResult>;
   /** False until tools/web/live.ts wires the SwAV trainer. */
   trainerBuilt: boolean;
@@ -37,6 +37,8 @@ function cell(tr: HTMLTableRowElement, text: string, cls = ''): void {
 }
 
 const fmtErr = (v: number) => (Number.isNaN(v) ? '-' : v === 0 ? '0' : v.toExponential(2));
+/** The share of its tolerance the worst element used, as a percentage. */
+const fmtUsage = (v: number) => (Number.isNaN(v) ? '-' : `${(100 * v).toPrecision(2)}%`);
 
 let engine: Engine | null = null;
 
@@ -65,7 +67,8 @@ function showError(id: string, message: string): void {
 
 // ---- kernel checks ----------------------------------------------------------------------
 
-function familySummary(rows: CheckRow[]): void {
+function familySummary(report: CheckReport | null): void {
+  const rows = report?.rows ?? [];
   const body = $<HTMLTableElement>('families').tBodies[0];
   body.replaceChildren();
   const checked = new Set(CHECKS.map((f) => f.family));
@@ -79,17 +82,25 @@ function familySummary(rows: CheckRow[]): void {
       cell(tr, 'no check yet', 'none');
       continue;
     }
+    const missing = report?.unavailable[fam];
+    if (missing) {
+      cell(tr, '');
+      cell(tr, '');
+      cell(tr, '');
+      cell(tr, `not in the bundle yet (no ${missing.join(', ')} in ops)`, 'none');
+      continue;
+    }
     const mine = rows.filter((r) => r.family === fam);
     const bad = mine.filter((r) => !r.pass).length;
     cell(tr, String(mine.length), 'num');
     cell(tr, fmtErr(Math.max(0, ...mine.map((r) => r.maxAbsErr))), 'num');
-    cell(tr, fmtErr(Math.max(0, ...mine.map((r) => r.maxRelErr))), 'num');
+    cell(tr, fmtUsage(Math.max(0, ...mine.map((r) => r.usage))), 'num');
     if (mine.length === 0) cell(tr, 'not run', 'none');
     else cell(tr, bad ? `${bad} FAIL` : 'pass', bad ? 'fail' : 'pass');
   }
 }
 
-async function pageRunChecks(): Promise<CheckRow[]> {
+async function pageRunChecks(): Promise<CheckReport> {
   if (!engine) throw new Error('kernel checks: no engine (WebGPU missing)');
   const status = $('checks-status');
   const button = $<HTMLButtonElement>('run-checks');
@@ -101,7 +112,7 @@ async function pageRunChecks(): Promise<CheckRow[]> {
   rowsBody.replaceChildren();
   const t0 = performance.now();
   try {
-    const rows = await runChecks(engine, api, (r) => {
+    const report = await runChecks(engine, api, (r) => {
       const tr = rowsBody.insertRow();
       tr.title = r.message;
       cell(tr, r.family);
@@ -109,15 +120,17 @@ async function pageRunChecks(): Promise<CheckRow[]> {
       cell(tr, fmtErr(r.maxAbsErr), 'num');
       cell(tr, fmtErr(r.maxRelErr), 'num');
       cell(tr, r.tol, 'num');
+      cell(tr, fmtUsage(r.usage), 'num');
       cell(tr, r.pass ? 'pass' : 'FAIL', r.pass ? 'pass' : 'fail');
     });
-    familySummary(rows);
+    familySummary(report);
+    const { rows } = report;
     const bad = rows.filter((r) => !r.pass).length;
     status.textContent = `${rows.length - bad} of ${rows.length} outputs pass ` +
       `(${((performance.now() - t0) / 1000).toFixed(1)} s)`;
     status.className = bad ? 'fail' : 'pass';
-    window.swavgpuPage.lastChecks = rows;
-    return rows;
+    window.swavgpuPage.lastChecks = report;
+    return report;
   } catch (e) {
     showError('checks-status', (e as Error).message);
     throw e;
@@ -209,7 +222,7 @@ window.swavgpuPage = {
   },
   train: trainSteps,
 };
-familySummary([]);
+familySummary(null);
 initLive();
 $('run-checks').addEventListener('click', () => void pageRunChecks().catch(() => {}));
 ready.then(() => {
