@@ -102,7 +102,8 @@ export class MultiCropLoader {
   step(epoch: number, step: number, indices: ArrayLike<number>): Tensor[] {
     const { batch } = this.opts;
     const prev = this.last;
-    if (prev && prev.outputs.some((t) => t.state === 'pending')) {
+    // Scheduled into a run is enough: the engine orders later writes after that run.
+    if (prev && prev.outputs.some((t) => t.state === 'pending' && !t.node?.scheduled)) {
       throw new RangeError(`MultiCropLoader.step(${epoch}, ${step}): the crops of step ` +
         `(${prev.epoch}, ${prev.step}) have not run yet, and their inputs are about to be ` +
         `rewritten; run or read them first`);

@@ -86,6 +86,7 @@ export class GpuContext {
   readonly adapterInfo: string;
   readonly pool: BufferPool;
   private uniformPool: BufferPool;
+  private stagingPool: BufferPool;
   private loadShader: ShaderLoader;
   private shaders = new Map<string, { info: ShaderInfo; source: string; module?: GPUShaderModule }>();
   private kernels = new Map<string, Kernel>();
@@ -102,6 +103,7 @@ export class GpuContext {
     this.loadShader = opts.loadShader;
     this.pool = new BufferPool(this.device, 'tensor');
     this.uniformPool = new BufferPool(this.device, 'uniforms');
+    this.stagingPool = new BufferPool(this.device, 'readback');
     this.device.lost.then((info) => {
       if (this.lostMessage !== null) return;
       this.lostMessage = `GPU device lost (${info.reason}): ${info.message}`;
@@ -243,10 +245,7 @@ export class GpuContext {
   async readBuffer(src: GPUBuffer, offset: number, bytes: number): Promise<ArrayBuffer> {
     this.checkAlive('read');
     const size = Math.ceil(bytes / 4) * 4;
-    const staging = this.device.createBuffer({
-      size: Math.max(size, 4), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST,
-      label: 'readback',
-    });
+    const staging = this.acquireStaging(size);
     const enc = this.device.createCommandEncoder({ label: 'readback' });
     enc.copyBufferToBuffer(src, offset, staging, 0, size);
     this.device.queue.submit([enc.finish()]);
@@ -259,20 +258,27 @@ export class GpuContext {
     try {
       await staging.mapAsync(1 /* GPUMapMode.READ */);
     } catch (e) {
-      staging.destroy();
+      this.stagingPool.release(staging);
       this.checkAlive('read');
       throw e;
     }
     const out = staging.getMappedRange(0, Math.ceil(bytes / 4) * 4).slice(0, bytes);
     staging.unmap();
-    staging.destroy();
+    this.stagingPool.release(staging);
     return out;
+  }
+
+  /** A mappable buffer for readbacks, reused once unmapped (no allocation per step). */
+  acquireStaging(bytes: number): GPUBuffer {
+    return this.stagingPool.acquire(Math.max(bytes, 4),
+      BufferUsage.MAP_READ | BufferUsage.COPY_DST);
   }
 
   destroy(): void {
     this.lostMessage ??= 'the engine was disposed';
     this.pool.destroy();
     this.uniformPool.destroy();
+    this.stagingPool.destroy();
     this.kernels.clear();
     this.device.destroy();
   }
@@ -455,10 +461,7 @@ export class Recorder {
     (pass as GPUComputePassEncoder | null)?.end();
     for (const r of this.readbacks) {
       const size = Math.ceil(r.bytes / 4) * 4;
-      r.staging = device.createBuffer({
-        size: Math.max(size, 4), usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST,
-        label: 'readback',
-      });
+      r.staging = ctx.acquireStaging(size);
       if (size > 0) enc.copyBufferToBuffer(r.src, r.offset, r.staging, 0, size);
     }
     device.queue.submit([enc.finish()]);

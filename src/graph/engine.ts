@@ -38,6 +38,8 @@ export class Engine {
   readonly gpu: GpuContext;
   private pending: Node[] = [];
   private queue: Promise<unknown> = Promise.resolve();
+  /** Runs scheduled but not yet submitted; writes wait behind them. */
+  private unsubmitted = 0;
   private noGradDepth = 0;
   private finalizer = new FinalizationRegistry<GPUBuffer>((buf) => {
     if (!this.gpu.lost) this.gpu.pool.release(buf);
@@ -113,7 +115,17 @@ export class Engine {
       throw new OpArgumentError(`write: ${data.length} values for ${t.describe()}`);
     }
     const f = data instanceof Float32Array ? data : Float32Array.from(data);
-    this.gpu.device.queue.writeBuffer(t.buffer, 0, f.buffer, f.byteOffset, f.byteLength);
+    if (this.unsubmitted === 0) {
+      this.gpu.device.queue.writeBuffer(t.buffer, 0, f.buffer, f.byteOffset, f.byteLength);
+      return;
+    }
+    // A run recorded earlier has not been submitted yet (it is compiling): the write must
+    // land after it, so it waits its turn on the run queue with a copy of the data.
+    const copy = f.slice();
+    const buf = t.buffer;
+    this.queue = this.queue.then(() => {
+      if (!this.gpu.lost) this.gpu.device.queue.writeBuffer(buf, 0, copy);
+    });
   }
 
   disposeTensor(t: Tensor): void {
@@ -208,17 +220,23 @@ export class Engine {
     const nodes = this.schedule([...targets, ...reads]);
     // Tensors only read are not kept: their buffers return to the pool after the copy.
     const materialize = new Set<Tensor>(targets);
-    const job = this.queue.then(() => this.execute(nodes, materialize, reads));
-    this.queue = job.catch(() => undefined);
-    return job.then((ps) => Promise.all(ps));
+    return this.enqueue(nodes, materialize, reads).then((ps) => Promise.all(ps));
   }
 
   /** Submits what the targets need without waiting for any value. */
   flush(targets: Tensor[] = []): Promise<void> {
     const nodes = this.schedule(targets);
-    const job = this.queue.then(() => this.execute(nodes, new Set(targets), []));
+    return this.enqueue(nodes, new Set(targets), []).then(() => undefined);
+  }
+
+  private enqueue(nodes: Node[], materialize: Set<Tensor>, reads: Tensor[]):
+    Promise<Promise<Float32Array>[]> {
+    this.unsubmitted++;
+    const job = this.queue.then(() => this.execute(nodes, materialize, reads)).finally(() => {
+      this.unsubmitted--;
+    });
     this.queue = job.catch(() => undefined);
-    return job.then(() => undefined);
+    return job;
   }
 
   /** Runs what `t` needs and returns its values; `t` keeps its buffer afterwards. */

@@ -1,0 +1,109 @@
+// The layers SwAV is built from: Linear, Conv2d, BatchNorm1d/2d, ReLU, Sequential.
+
+import type { Engine } from '../graph/engine.js';
+import type { Tensor } from '../graph/tensor.js';
+import { relu } from '../ops/elementwise.js';
+import { matmul } from '../ops/matmul.js';
+import { conv2d, type Conv2dOptions } from '../ops/conv.js';
+import { batchNorm } from '../ops/batchnorm.js';
+import { fail } from '../ops/util.js';
+import { Module, type InitRng } from './module.js';
+
+/** y = x W^T + b with W [out, in], as PyTorch stores it; U(-1/sqrt(in), 1/sqrt(in)) init. */
+export class Linear extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+
+  constructor(engine: Engine, readonly inFeatures: number, readonly outFeatures: number,
+    rng: InitRng, opts: { bias?: boolean; name?: string } = {}) {
+    super(engine);
+    const bound = 1 / Math.sqrt(inFeatures);
+    const w = new Float32Array(inFeatures * outFeatures).map(() => (2 * rng.uniform() - 1) * bound);
+    this.weight = this.addParam('weight', engine.param(w, [outFeatures, inFeatures],
+      `${opts.name ?? 'linear'}.weight`));
+    this.bias = opts.bias === false ? null : this.addParam('bias', engine.param(
+      new Float32Array(outFeatures).map(() => (2 * rng.uniform() - 1) * bound), [outFeatures],
+      `${opts.name ?? 'linear'}.bias`));
+  }
+
+  forward(x: Tensor): Tensor {
+    if (x.rank !== 2 || x.shape[1] !== this.inFeatures) {
+      fail('Linear', `expects [N, ${this.inFeatures}], got ${x.describe()}`);
+    }
+    return matmul(x, this.weight, { transB: true, bias: this.bias ?? undefined });
+  }
+}
+
+/** NCHW convolution; Kaiming-normal init (fan_out, ReLU gain) as torchvision's ResNet. */
+export class Conv2d extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+
+  constructor(engine: Engine, readonly inChannels: number, readonly outChannels: number,
+    readonly kernel: number, rng: InitRng, readonly opts: Conv2dOptions & { bias?: boolean;
+      name?: string } = {}) {
+    super(engine);
+    const fanOut = outChannels * kernel * kernel;
+    const std = Math.sqrt(2 / fanOut);
+    const w = new Float32Array(outChannels * inChannels * kernel * kernel)
+      .map(() => rng.normal() * std);
+    const name = opts.name ?? 'conv';
+    this.weight = this.addParam('weight', engine.param(w,
+      [outChannels, inChannels, kernel, kernel], `${name}.weight`));
+    this.bias = opts.bias ? this.addParam('bias', engine.param(new Float32Array(outChannels),
+      [outChannels], `${name}.bias`)) : null;
+  }
+
+  forward(x: Tensor): Tensor {
+    return conv2d(x, this.weight, this.bias, this.opts);
+  }
+}
+
+/** Batch normalisation over N (2-D input) or N, H, W (4-D); optional fused ReLU. */
+export class BatchNorm extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor;
+  readonly runningMean: Tensor;
+  readonly runningVar: Tensor;
+
+  constructor(engine: Engine, readonly channels: number, readonly opts: { momentum?: number;
+    eps?: number; relu?: boolean; name?: string } = {}) {
+    super(engine);
+    const name = opts.name ?? 'bn';
+    this.weight = this.addParam('weight', engine.param(new Float32Array(channels).fill(1),
+      [channels], `${name}.weight`));
+    this.bias = this.addParam('bias', engine.param(new Float32Array(channels), [channels],
+      `${name}.bias`));
+    this.runningMean = this.addBuffer('running_mean', engine.zeros([channels],
+      { name: `${name}.running_mean` }));
+    this.runningVar = this.addBuffer('running_var', engine.tensor(
+      new Float32Array(channels).fill(1), [channels], { name: `${name}.running_var` }));
+  }
+
+  forward(x: Tensor): Tensor {
+    return batchNorm(x, this.weight, this.bias, {
+      training: this.training, runningMean: this.runningMean, runningVar: this.runningVar,
+      momentum: this.opts.momentum ?? 0.1, eps: this.opts.eps ?? 1e-5, relu: this.opts.relu,
+    });
+  }
+}
+
+export class ReLU extends Module {
+  forward(x: Tensor): Tensor {
+    return relu(x);
+  }
+}
+
+export class Sequential extends Module {
+  readonly layers: Module[];
+
+  constructor(engine: Engine, layers: Module[]) {
+    super(engine);
+    this.layers = layers;
+    layers.forEach((m, i) => this.addModule(String(i), m));
+  }
+
+  forward(x: Tensor): Tensor {
+    return this.layers.reduce((h, m) => m.forward(h), x);
+  }
+}
