@@ -88,7 +88,8 @@ fn merge_chunks(c: u32) -> vec2<f32> {
     let nb = f32(min(params.chunk, params.m - k * params.chunk));
     let total = count + nb;
     let delta = b.x - acc.x;
-    acc = vec2<f32>(acc.x + delta * (nb / total), acc.y + b.y + delta * delta * (count / total) * nb);
+    acc = vec2<f32>(acc.x + delta * (nb / total),
+                    acc.y + b.y + delta * delta * (count / total) * nb);
     count = total;
   }
   return acc;
