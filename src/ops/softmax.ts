@@ -115,15 +115,15 @@ export function softCrossEntropy(logits: Tensor, q: Tensor, temperature = 1,
   return loss;
 }
 
-/** One of the two elementwise backward kernels of softCrossEntropy. */
+/** One of the two backward kernels of softCrossEntropy (one thread per row). */
 function crossEntropyGrad(which: 'logits' | 'q', x: Tensor, q: Tensor, stats: Tensor,
   dl: Tensor, temperature: number, reduction: Reduction): Tensor {
   const [rows, cols] = x.shape;
   const uniforms = {
-    n: rows * cols, cols, inv_t: 1 / temperature,
+    rows, cols, inv_t: 1 / temperature,
     dl_stride: reduction === 'mean' ? 0 : 1, dl_scale: reduction === 'mean' ? 1 / rows : 1,
   };
-  const workgroups = groups(rows * cols, WG);
+  const workgroups = groups(rows, WG);
   if (which === 'logits') {
     const [dx] = x.engine.record({
       op: 'softCrossEntropyGradLogits', inputs: [x, q, stats, dl], outputs: [x.shape],

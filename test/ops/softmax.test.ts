@@ -153,10 +153,10 @@ describe('softCrossEntropy', () => {
     expect(Array.from(b)).toEqual(Array.from(a));
   });
 
-  it('runs 4 194 307 rows: past 65535 workgroups in the row and element kernels', async () => {
+  it('runs 4 194 307 rows: past 65535 workgroups in the forward and backward kernels', async () => {
     const e = engine();
-    // 64 * 65536 + 3 rows of 2: the row kernels need 65537 workgroups of 64 threads, the
-    // gradient kernel 131073.
+    // 64 * 65536 + 3 rows of 2: the row kernels, forward and backward, need 65537
+    // workgroups of 64 threads.
     const N = 64 * 65536 + 3;
     const rng = mulberry32(65);
     const x = ref([N, 2], (i) => Math.fround(rng() * 4 - 2));
