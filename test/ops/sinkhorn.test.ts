@@ -99,6 +99,16 @@ describe('sinkhorn against the reference', () => {
     expect(Array.from(c)).toEqual(Array.from(b));
   });
 
+  it('4 194 307 rows of one prototype: past 65535 workgroups in the row pass', async () => {
+    const e = engine();
+    // With K = 1 every code is exactly 1 (each row holds one value and sums to 1); a row
+    // the folded grid missed would keep stale or zero bytes.
+    const B = 64 * 65536 + 3;
+    const s = e.tensor(new Float32Array(B).map((_, i) => ((i % 201) - 100) / 100), [B, 1]);
+    const q = await sinkhorn(s, { epsilon: 0.01, iterations: 1 }).read();
+    expect(q.findIndex((v) => v !== 1), 'first code other than 1').toBe(-1);
+  });
+
   it('a SwAV-sized batch: 4096 samples + a 3-row queue, 3000 prototypes', async () => {
     const B = 4099;
     const K = 3000;

@@ -92,6 +92,24 @@ describe('softmax and log-softmax', () => {
     });
   });
 
+  it('4 194 307 rows of one: past 65535 workgroups, forward and backward', async () => {
+    const e = engine();
+    // A softmax over one value is exactly 1 (its log 0) and passes no gradient; a row the
+    // folded grid missed would keep the pool's stale or zero bytes.
+    const N = 64 * 65536 + 3;
+    const x = e.tensor(new Float32Array(N).map((_, i) => (i % 7) - 3), [N, 1],
+      { requiresGrad: true });
+    const y = ops.softmax(x, 0.5);
+    const ly = ops.logSoftmax(x, 0.5);
+    const seed = e.tensor(new Float32Array(N).fill(1), [N, 1]);
+    const [dx] = grad(y, [x], { seed });
+    y.keep();
+    const [yv, lv, dv] = await e.run([], [y, ly, dx!]);
+    expect(yv.findIndex((v) => v !== 1), 'first softmax value other than 1').toBe(-1);
+    expect(lv.findIndex((v) => v !== 0), 'first log-softmax value other than 0').toBe(-1);
+    expect(dv.findIndex((v) => v !== 0), 'first gradient other than 0').toBe(-1);
+  });
+
   it('stays finite for logits of 1e4 at T = 0.05 (max-shifted)', async () => {
     const e = engine();
     const x = ref([2, 4], [1e4, -1e4, 0, 1e4 - 1, 3, 2, 1, 0]);
