@@ -8,11 +8,11 @@ import { checkFinite, checkRank, checkSameShape, checkTensor, fail, groups } fro
 /** Threads per workgroup of every kernel here; a power of two (ce_mean's tree needs it). */
 const WG = 64;
 
-export type Reduction = 'mean' | 'none';
+export type CrossEntropyReduction = 'mean' | 'none';
 
 export interface SoftCrossEntropyOptions {
   /** 'mean' (default): one value, the mean over rows; 'none': the [N] per-row losses. */
-  reduction?: Reduction;
+  reduction?: CrossEntropyReduction;
 }
 
 function checkTemperature(op: string, temperature: unknown): number {
@@ -117,7 +117,7 @@ export function softCrossEntropy(logits: Tensor, q: Tensor, temperature = 1,
 
 /** One of the two backward kernels of softCrossEntropy (one thread per row). */
 function crossEntropyGrad(which: 'logits' | 'q', x: Tensor, q: Tensor, stats: Tensor,
-  dl: Tensor, temperature: number, reduction: Reduction): Tensor {
+  dl: Tensor, temperature: number, reduction: CrossEntropyReduction): Tensor {
   const [rows, cols] = x.shape;
   const uniforms = {
     rows, cols, inv_t: 1 / temperature,
@@ -164,7 +164,7 @@ registerGrad('logSoftmax', ({ outputs: [y], grads: [g], attrs }) =>
 registerGrad('softCrossEntropy', ({ inputs: [x, q], outputs: [, stats], grads: [g], attrs,
   needs }) => {
   const T = attrs.temperature as number;
-  const red = attrs.reduction as Reduction;
+  const red = attrs.reduction as CrossEntropyReduction;
   return [
     needs[0] ? crossEntropyGrad('logits', x, q, stats, g!, T, red) : null,
     needs[1] ? crossEntropyGrad('q', x, q, stats, g!, T, red) : null,
