@@ -32,12 +32,12 @@ function tiedInput(shape: number[], levels: number, seed: number): RefTensor {
 
 describe('topk against the reference', () => {
   // [rows, cols, k]: one row, one column, primes, k = M, rows that are not a multiple of
-  // the 64-wide workgroup, rows just past the one-pass length 2048 (a last segment shorter
-  // than k), and rows long enough for two segmented passes before the merge.
+  // the 64-wide workgroup, rows at and just past the one-pass length 8192 (a last segment
+  // shorter than k), and a row long enough for two segmented passes before the merge.
   const cases: [number[], number][] = [
     [[1, 1], 1], [[1, 7], 7], [[13, 1], 1], [[65, 31], 1], [[65, 31], 5], [[3, 64], 64],
-    [[97, 127], 20], [[5, 2048], 64], [[7, 2049], 20], [[3, 2053], 64], [[2, 5, 4099], 17],
-    [[3, 40009], 64], [[11, 10007], 1],
+    [[97, 127], 20], [[131, 1009], 64], [[5, 8192], 64], [[7, 8193], 20], [[3, 8209], 64],
+    [[2, 5, 16411], 17], [[3, 40009], 64], [[11, 10007], 1], [[1, 600011], 64],
   ];
   for (const [shape, k] of cases) {
     it(`random ${JSON.stringify(shape)}, k = ${k}`, async () => {
@@ -46,9 +46,9 @@ describe('topk against the reference', () => {
   }
 
   it('ties go to the lower index, within and across segments', async () => {
-    // Three levels over 3001 columns: every kept value has hundreds of equals, spread
+    // Three levels over 12007 columns: every kept value has thousands of equals, spread
     // over the three segments of the first pass.
-    await check(tiedInput([9, 3001], 3, 1), 20, 'ties, segmented');
+    await check(tiedInput([9, 12007], 3, 1), 20, 'ties, segmented');
     await check(tiedInput([33, 61], 4, 2), 13, 'ties, one pass');
     await check(ref([2, 5], [1, 1, 1, 1, 1, 0, 2, 0, 2, 0]), 3, 'ties, by hand');
   });
@@ -88,20 +88,24 @@ describe('topk dispatch past the workgroup-count limit', () => {
     const rnd = mulberry32(9);
     const data = new Float32Array(rows * 3);
     for (let i = 0; i < data.length; i++) data[i] = Math.floor(rnd() * 5);
-    const x = { shape: [rows, 3], data: Float64Array.from(data) };
     const e = engine();
     const { values, indices } = topk(e.tensor(data, [rows, 3]), 2);
     const [v, i] = await e.run([], [values, indices]);
-    // The reference's sort is slow at this size; the same rule written for 3 columns.
+    // The same rule written out for 3 columns (the reference's sort is slow at this size):
+    // the best, then the better of the other two, lower index first on ties.
     const wantI = new Float64Array(rows * 2);
     const wantV = new Float64Array(rows * 2);
     for (let r = 0; r < rows; r++) {
-      const a = x.data[3 * r], b = x.data[3 * r + 1], c = x.data[3 * r + 2];
-      const order = [0, 1, 2].sort((p, q) => x.data[3 * r + q] - x.data[3 * r + p]);
-      wantI[2 * r] = order[0];
-      wantI[2 * r + 1] = order[1];
-      wantV[2 * r] = [a, b, c][order[0]];
-      wantV[2 * r + 1] = [a, b, c][order[1]];
+      const p = 3 * r;
+      let b = 0;
+      if (data[p + 1] > data[p + b]) b = 1;
+      if (data[p + 2] > data[p + b]) b = 2;
+      const [o1, o2] = b === 0 ? [1, 2] : b === 1 ? [0, 2] : [0, 1];
+      const s = data[p + o2] > data[p + o1] ? o2 : o1;
+      wantI[2 * r] = b;
+      wantI[2 * r + 1] = s;
+      wantV[2 * r] = data[p + b];
+      wantV[2 * r + 1] = data[p + s];
     }
     expectClose(i, wantI, TOL.exact, 'indices');
     expectClose(v, wantV, TOL.exact, 'values');
