@@ -8,6 +8,10 @@
 
 override WG: u32 = 256;
 override OP: u32 = 0;
+// True when every operand is laid out like the output (no broadcasting): the index is
+// used as is. The strided path costs three integer divisions per element, which CPU
+// drivers (lavapipe) execute one lane at a time.
+override CONTIGUOUS: bool = false;
 
 struct Params {
   n: u32,          // number of output elements
@@ -63,7 +67,11 @@ fn binary_main(@builtin(workgroup_id) wid: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
   let i = linear_index(wid, nwg, lid);
   if (i >= params.n) { return; }
-  out[i] = binary(a[offset_of(i, params.a_strides)], b[offset_of(i, params.b_strides)]);
+  if (CONTIGUOUS) {
+    out[i] = binary(a[i], b[i]);
+  } else {
+    out[i] = binary(a[offset_of(i, params.a_strides)], b[offset_of(i, params.b_strides)]);
+  }
 }
 
 // Unary ops. 0 neg, 1 relu, 2 exp, 3 log, 4 sqrt, 5 square, 6 sigmoid, 7 tanh, 8 abs,
@@ -100,5 +108,9 @@ fn unary_main(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
   let i = linear_index(wid, nwg, lid);
   if (i >= params.n) { return; }
-  out[i] = unary(a[offset_of(i, params.a_strides)]);
+  if (CONTIGUOUS) {
+    out[i] = unary(a[i]);
+  } else {
+    out[i] = unary(a[offset_of(i, params.a_strides)]);
+  }
 }

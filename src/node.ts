@@ -10,6 +10,13 @@ import { Engine } from './graph/engine.js';
 
 export * from './index.js';
 export { nodeShaderLoader, shaderDir } from './gpu/node-shaders.js';
+export { loadFashionMnist, DEFAULT_FASHION_MNIST_DIR } from './data/fashion-node.js';
+export { saveCheckpoint, loadCheckpoint, findLatestCheckpoint, writeFileAtomic }
+  from './io/checkpoint-node.js';
+export { trainSwav, TrainingError } from './swav/train-node.js';
+export type { TrainOptions, TrainSummary } from './swav/train-node.js';
+export { evaluateCheckpoint, printEvalTable } from './eval/run-node.js';
+export type { EvalOptions, EvalResult } from './eval/run-node.js';
 
 export interface NodeEngineOptions {
   /** Extra or replacement shaders by name (tests use this for deliberately broken WGSL). */

@@ -28,11 +28,13 @@ function binaryOp(name: BinaryName, a: Tensor, b: Tensor, alpha = 0, beta = 0): 
   const n = outShape.reduce((x, y) => x * y, 1);
   const c = collapseDims(name, outShape,
     [broadcastStrides(a.shape, outShape), broadcastStrides(b.shape, outShape)]);
+  const contiguous = a.size === n && b.size === n;
   const [out] = a.engine.record({
     op: name, inputs: [a, b], outputs: [outShape], attrs: { alpha, beta },
     differentiable: !name.endsWith('Grad'),
     encode: (ctx) => ctx.dispatch({
-      shader: 'elementwise', entry: 'binary_main', overrides: { WG, OP: BINARY[name] },
+      shader: 'elementwise', entry: 'binary_main',
+      overrides: { WG, OP: BINARY[name], CONTIGUOUS: contiguous ? 1 : 0 },
       bindings: { a: ctx.input(0), b: ctx.input(1), out: ctx.output(0) },
       uniforms: { n, shape: c.shape, a_strides: c.strides[0], b_strides: c.strides[1],
         alpha, beta },
@@ -49,7 +51,7 @@ function unaryOp(name: UnaryName | 'scale' | 'addScalar', op: number, a: Tensor,
   const [out] = a.engine.record({
     op: name, inputs: [a], outputs: [a.shape], attrs: { alpha, beta },
     encode: (ctx) => ctx.dispatch({
-      shader: 'elementwise', entry: 'unary_main', overrides: { WG, OP: op },
+      shader: 'elementwise', entry: 'unary_main', overrides: { WG, OP: op, CONTIGUOUS: 1 },
       bindings: { a: ctx.input(0), out: ctx.output(0) },
       uniforms: { n, shape: [1, 1, 1, n], a_strides: [0, 0, 0, 1], b_strides: [0, 0, 0, 0],
         alpha, beta },
