@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import type { ImageDataset } from '../../src/data/dataset.js';
 import { extractFeatures, pixelFeatures } from '../../src/eval/features.js';
 import type { Tensor } from '../../src/graph/tensor.js';
-import { Module } from '../../src/nn/module.js';
+import { initRng, Module } from '../../src/nn/module.js';
+import { ResNet } from '../../src/nn/resnet.js';
 import { scale } from '../../src/ops/elementwise.js';
 import { reshape } from '../../src/ops/reduce.js';
 import { sliceRows } from '../../src/ops/shape.js';
@@ -53,6 +54,22 @@ describe('extractFeatures', () => {
     expect(m.sawTraining).toEqual([false, false]);
     expect([f.rows, f.dim]).toEqual([7, 12]);
     expected(ds, 0.1, 0.3, 7).forEach((v, i) => expect(f.data[i]).toBeCloseTo(2 * v, 5));
+  });
+
+  it('a ResNet in eval mode: features do not depend on the batch, statistics stay', async () => {
+    // In training mode batch norm would normalize with each batch's statistics, so the
+    // same image would get different features in batches of 3 and of 7.
+    const e = engine();
+    const net = new ResNet(e, initRng(5), { width: 4, blocks: [1, 1] });
+    const ds = dataset(7, 8, 8);
+    const before = await net.bn1.runningMean.read();
+    const a = await extractFeatures(e, net, ds, { batch: 3, mean: 0.3, std: 0.35 });
+    const b = await extractFeatures(e, net, ds, { batch: 7, mean: 0.3, std: 0.35 });
+    expect([a.rows, a.dim]).toEqual([7, 8]);
+    expect(a.data.some((v) => v !== 0)).toBe(true);
+    a.data.forEach((v, i) => expect(v).toBeCloseTo(b.data[i], 5));
+    expect(await net.bn1.runningMean.read()).toEqual(before);
+    expect(net.training).toBe(true);
   });
 
   it('allocates no buffer per batch: a 2.6x longer set needs no new ones', async () => {
