@@ -1,0 +1,210 @@
+// One SwAV training step on a tiny SwavModel against a float64 reference of the same step:
+// loss, codes and every gradient, the LARS update, the codes' marginals, the queue, frozen
+// prototypes in SwavTrainer, and a short run on real Fashion-MNIST images.
+
+import { describe, expect, it } from 'vitest';
+import { grad, type Engine, type Tensor } from '../../src/node.js';
+import type { ImageDataset } from '../../src/data/dataset.js';
+import { loadFashionMnist } from '../../src/data/fashion-node.js';
+import { LARS, isBiasOrNorm } from '../../src/optim/lars.js';
+import { defaultConfig, type SwavConfig } from '../../src/swav/config.js';
+import { swavLoss, type SwavLossOptions } from '../../src/swav/loss.js';
+import { SwavModel } from '../../src/swav/model.js';
+import { SwavQueue } from '../../src/swav/queue.js';
+import { SwavTrainer } from '../../src/swav/trainer.js';
+import * as R from '../../src/reference/index.js';
+import { TOL, type Tolerance } from '../../src/reference/compare.js';
+import { expectClose, randomInput, upload, useEngine } from '../helpers/gpu.js';
+import {
+  concatRowsRef, expectGrad, maxAbs, refSwavStep, type RefSwavLossOptions, type RefSwavShape,
+} from './helpers.js';
+
+const engine = useEngine();
+
+/** Images per batch, prototypes, feature size: the brief's tiny model. */
+const B = 4;
+const K = 5;
+const D = 4;
+const LOSS: SwavLossOptions & RefSwavLossOptions = {
+  batch: B, crops: 4, assign: [0, 1], temperature: 0.1, epsilon: 0.05, iterations: 3,
+};
+/** Float32 unit roundoff. */
+const U32 = 2 ** -24;
+
+/**
+ * Scores are cosines (|s| <= 1) at the end of a float32 forward chain of about ten stages
+ * (convolutions of k <= 18 terms, batch norms over <= 256 values, pooling, two linears, the
+ * normalisation), each within the reduction tier 4 sqrt(n) u <= 4e-6: 2e-5 absolute covers
+ * them added up. Measured: <= 4e-6.
+ */
+const SCORE_TOL: Tolerance = { atol: 2e-5, rtol: 0 };
+/**
+ * Codes are Sinkhorn's exp(s / eps) normalised; d q / d s = q (1 - q) / eps <= 1 / (4 eps) = 5,
+ * so they inherit 5x the scores' error. Measured: <= 6e-6.
+ */
+const CODE_TOL: Tolerance = { atol: 5 * SCORE_TOL.atol, rtol: 0 };
+/**
+ * The loss: each row's cross-entropy moves by at most 2 max|ds| / T = 4e-4 for a score error
+ * ds (log-softmax is 1-Lipschitz per entry in s / T, and the targets of a row sum to <= 2),
+ * and the codes' error times |log p| adds less; about 1e-4 of a loss near ln(5) .. 10.
+ * Measured: <= 6e-7 relative.
+ */
+const LOSS_TOL: Tolerance = { atol: 0, rtol: 1e-4 };
+
+const isBnAffine = (name: string) => /(bn\d|downsample\.1|projection_head\.1)\.(weight|bias)$/
+  .test(name);
+
+/**
+ * A tiny SwavModel with its batch-norm scales and shifts moved off 1 and 0 (so a swapped
+ * gamma and beta, or a gradient that ignores gamma, would show).
+ */
+function tinyModel(e: Engine, blocks: number[], seed: number): SwavModel {
+  const model = new SwavModel(e, {
+    backbone: { width: 2, blocks }, hidden: 6, featDim: D, prototypes: K, seed,
+  });
+  const rng = R.mulberry32(seed + 1000);
+  for (const [name, t] of model.namedParameters()) {
+    if (!isBnAffine(name)) continue;
+    const isScale = name.endsWith('.weight');
+    t.write(Array.from({ length: t.size }, () => (isScale ? 0.6 + 0.8 * rng() : 0.4 * rng() - 0.2)));
+  }
+  return model;
+}
+
+/** Crops 0, 1 (8x8) and 2, 3 (4x4) of B images, crop-major: the two resolution groups. */
+function fixedCrops(seed: number): R.RefTensor[] {
+  return [randomInput([2 * B, 1, 8, 8], seed), randomInput([2 * B, 1, 4, 4], seed + 1)];
+}
+
+/** The model's parameters as float64 reference tensors, by name (one read). */
+async function readParams(e: Engine, model: SwavModel): Promise<Map<string, R.RefTensor>> {
+  const named = model.namedParameters();
+  const values = await e.run([], named.map(([, t]) => t));
+  return new Map(named.map(([n, t], i) => [n, R.ref(t.shape, Float64Array.from(values[i]))]));
+}
+
+describe('one SwAV step vs the float64 reference', () => {
+  // blocks [1] is the brief's model; [1, 1] adds a stride-2 stage whose shortcut is a 1x1
+  // convolution and batch norm (the downsample path).
+  for (const blocks of [[1], [1, 1]]) {
+    it(`loss, codes, every gradient and one LARS update: width 2, blocks [${blocks}]`,
+      async () => {
+        const e = engine();
+        const model = tinyModel(e, blocks, 7);
+        const named = model.namedParameters();
+        const params = named.map(([, t]) => t);
+        // The step starts by rescaling the prototypes in place; the reference starts from
+        // the float32 values that produced, read back.
+        model.normalizePrototypes();
+        const p0 = await readParams(e, model);
+        const crops = fixedCrops(11);
+
+        const { scores } = model.embed(crops.map((c) => upload(e, c)));
+        const { loss, codes } = swavLoss(scores, LOSS);
+        const grads = grad(loss, params) as Tensor[];
+        // Parameters of rank 1 (biases, norm scales and shifts) take plain SGD, the others
+        // LARS's adapted step. SwAV's trust 0.001 would move a weight by ~6e-4 of its norm,
+        // too close to float32's rounding of the stored weight to judge the update by; 0.02
+        // moves it ~1%, and a weight decay of 5% of ||g|| / ||p|| shows if misapplied.
+        const lars = { lr: 0.6, momentum: 0.9, weightDecay: 0.05, trust: 0.02 };
+        new LARS({ ...lars, exclude: isBiasOrNorm }).step(params, grads);
+        // Reads come after every dispatch of the run: the parameters are read updated.
+        const out = await e.run([], [loss, scores, ...codes, ...grads, ...params]);
+        const [lossV, scoresV, q0, q1] = out;
+        const gradV = out.slice(4, 4 + params.length);
+        const updated = out.slice(4 + params.length);
+
+        const ref = refSwavStep(p0, { width: 2, blocks }, crops, LOSS, { backward: true });
+        expectClose(scoresV, ref.scores, SCORE_TOL, 'scores z P^T');
+        expectClose(q0, ref.codes[0], CODE_TOL, 'codes of crop 0');
+        expectClose(q1, ref.codes[1], CODE_TOL, 'codes of crop 1');
+        expectClose(lossV, [ref.loss], LOSS_TOL, 'loss');
+        named.forEach(([name], i) => {
+          expectGrad(gradV[i], ref.grads.get(name)!, `d loss / d ${name}`);
+        });
+        // A bias that feeds a batch norm has no effect on the loss: the mean removes it.
+        expect(maxAbs(ref.grads.get('projection_head.0.bias')!.data)).toBeLessThan(1e-12);
+
+        // LARS from the same float32 parameters and gradients the GPU used. The stored
+        // parameter rounds to u |p|, so the updates' differences are compared with a floor
+        // of 2 u max|p|; above it the trust ratio (two float32 norms of <= 72 terms) and
+        // the few elementwise operations stay within the elementwise tier.
+        named.forEach(([name, t], i) => {
+          const before = p0.get(name)!.data;
+          const p = Float64Array.from(before);
+          R.larsStep(p, Float64Array.from(gradV[i]), null, { ...lars,
+            exclude: isBiasOrNorm(t) });
+          const delta = p.map((v, j) => v - before[j]);
+          const moved = Float64Array.from(updated[i], (v, j) => v - before[j]);
+          expect(maxAbs(delta), `${name} moves`).toBeGreaterThan(0);
+          expectClose(moved, delta, { atol: 2 * U32 * maxAbs(p), rtol: TOL.f32Elementwise.rtol },
+            `LARS update of ${name}`);
+        });
+      });
+  }
+
+  it('the reference step agrees with finite differences (codes held fixed)', () => {
+    // The codes carry no gradient: with them fixed, the loss is a plain function of the
+    // parameters, which central differences along random directions judge. Every parameter
+    // moves at once, so all of the hand-chained backward is covered by each direction.
+    const shape: RefSwavShape = { width: 2, blocks: [1, 1] };
+    const rng = R.mulberry32(5);
+    const params = new Map<string, R.RefTensor>();
+    const model = refParamShapes(shape);
+    for (const [name, s] of model) {
+      const t = R.randn(s, rng);
+      if (isBnAffine(name) && name.endsWith('.weight')) t.data.forEach((v, j) => {
+        t.data[j] = 1 + 0.3 * v;
+      });
+      params.set(name, t);
+    }
+    const protos = R.l2Normalize(params.get('prototypes.weight')!);
+    params.set('prototypes.weight', protos);
+    const crops = fixedCrops(21);
+    const ref = refSwavStep(params, shape, crops, LOSS, { backward: true });
+    const names = [...params.keys()];
+    const f = (xs: R.RefTensor[]) => refSwavStep(new Map(names.map((n, i) => [n, xs[i]])),
+      shape, crops, LOSS, { fixedTargets: ref.targets }).loss;
+    // h = 1e-6 on an O(1) loss: truncation ~1e-12, rounding ~1e-10 / h^0 ~ 1e-10 relative
+    // to the O(1) directional derivative; 1e-6 relative leaves room for the kinks of ReLU
+    // and max that a step of 1e-6 could cross.
+    const r = R.checkGrad(f, names.map((n) => params.get(n)!),
+      names.map((n) => ref.grads.get(n)!),
+      { mode: 'directional', directions: 4, rtol: 1e-6, atol: 1e-8, name: 'SwAV step' });
+    expect(r.ok, r.message).toBe(true);
+  });
+});
+
+/** Parameter shapes of SwavModel for a width-2 backbone, hidden 6, featDim D, K prototypes. */
+function refParamShapes(shape: RefSwavShape): Map<string, number[]> {
+  const m = new Map<string, number[]>();
+  const bn = (name: string, c: number) => {
+    m.set(`${name}.weight`, [c]);
+    m.set(`${name}.bias`, [c]);
+  };
+  m.set('backbone.conv1.weight', [shape.width, 1, 3, 3]);
+  bn('backbone.bn1', shape.width);
+  let c = shape.width;
+  shape.blocks.forEach((n, s) => {
+    const o = shape.width * 2 ** s;
+    for (let b = 0; b < n; b++) {
+      const pre = `backbone.layer${s + 1}.${b}`;
+      m.set(`${pre}.conv1.weight`, [o, c, 3, 3]);
+      bn(`${pre}.bn1`, o);
+      m.set(`${pre}.conv2.weight`, [o, o, 3, 3]);
+      bn(`${pre}.bn2`, o);
+      if (c !== o || (b === 0 && s > 0)) {
+        m.set(`${pre}.downsample.0.weight`, [o, c, 1, 1]);
+        bn(`${pre}.downsample.1`, o);
+      }
+      c = o;
+    }
+  });
+  m.set('projection_head.0.weight', [6, c]);
+  m.set('projection_head.0.bias', [6]);
+  bn('projection_head.1', 6);
+  m.set('projection_head.3.weight', [D, 6]);
+  m.set('projection_head.3.bias', [D]);
+  m.set('prototypes.weight', [K, D]);
+  return m;
+}
