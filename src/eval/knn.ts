@@ -74,9 +74,7 @@ export async function knnPredict(engine: Engine, bankX: Features, bankY: ArrayLi
   if (!(bankBlock >= 1) || (bankBlock !== Infinity && !Number.isInteger(bankBlock))) {
     fail(`bankBlock must be a positive integer, got ${bankBlock}`);
   }
-  const bankBlocks = uploadBlocks(engine, l2NormalizeRows(bankX),
-    blockRows(engine, bankX.dim, bankBlock), 'knn bank');
-  const bankMax = bankBlocks[0].rows;
+  const bankMax = Math.min(bankX.rows, blockRows(engine, bankX.dim, bankBlock));
   const chunk = opts.chunk ?? Math.max(1, Math.floor(Math.min(limit, SIMS_BYTES) /
     (4 * bankMax)));
   if (!Number.isInteger(chunk) || chunk < 1) fail(`chunk must be a positive integer, got ${chunk}`);
@@ -88,7 +86,9 @@ export async function knnPredict(engine: Engine, bankX: Features, bankY: ArrayLi
   if (!Number.isInteger(rowsPerRun) || rowsPerRun < 1) {
     fail(`rowsPerRun must be a positive integer, got ${rowsPerRun}`);
   }
-  const perRun = Math.max(chunk, rowsPerRun);
+  // Whole chunks per run, and a run's test rows within one binding.
+  const perRun = Math.min(Math.max(chunk, rowsPerRun), blockRows(engine, testX.dim));
+  const bankBlocks = uploadBlocks(engine, l2NormalizeRows(bankX), bankMax, 'knn bank');
   const test = l2NormalizeRows(testX);
   const pred = new Int32Array(testX.rows);
   try {

@@ -112,6 +112,13 @@ describe('knn argument errors', () => {
       'knn: k must be an integer in 1..64, got 65');
     await expect(knnPredict(e, bank, [0, 1, 0], feats([[1, 0]]), { k: 1, temperature: 0 }))
       .rejects.toThrow('knn: temperature must be a number > 0, got 0');
+    // One row more than a [chunk, 3] similarity matrix can hold in one binding.
+    const chunk = Math.floor(e.limits.maxStorageBufferBindingSize / 12) + 1;
+    await expect(knnPredict(e, bank, [0, 1, 0], feats([[1, 0]]), { k: 1, chunk }))
+      .rejects.toThrow(`knn: chunk = ${chunk} test rows against 3 bank rows makes a ` +
+        `similarity matrix of ${chunk * 12} bytes, past the binding limit of`);
+    await expect(knnPredict(e, bank, [0, 1, 0], feats([[1, 0]]), { k: 1, rowsPerRun: 0 }))
+      .rejects.toThrow('knn: rowsPerRun must be a positive integer, got 0');
     await expect(knnPredict(e, { data: new Float32Array(5), rows: 3, dim: 2 }, [0, 1, 0],
       feats([[1, 0]]))).rejects.toThrow('knn: bankX has 5 values, expected rows x dim = 3x2');
     await expect(knnClassify(e, bank, [0, 1, 0], feats([[1, 0]]), [1, 2], { k: 1 }))
