@@ -11,7 +11,6 @@ import { decodeIdx, IdxError, type IdxArray } from './data/idx.js';
 import { Engine } from './graph/engine.js';
 
 export * from './index.js';
-export type { ImageDataset } from './data/dataset.js';
 
 export interface BrowserEngineOptions {
   /** Extra or replacement shaders by name (WGSL text). */

@@ -7,11 +7,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
+import { DEFAULT_FASHION_MNIST_DIR, loadFashionMnist } from '../../src/data/fashion-node.js';
 import { createEngine, grad, ops } from '../../src/node.js';
+import { defaultConfig } from '../../src/swav/config.js';
+import { SwavTrainer } from '../../src/swav/trainer.js';
 import { compare, type Tolerance } from '../../src/reference/compare.js';
 import { startWebServer, type WebServer } from '../../tools/web.js';
 import { CHECKS, type CheckReport } from '../../tools/web/checks.js';
 import { fixedComputation, type FixedResult } from '../../tools/web/fixed.js';
+import { LIVE_IMAGES, liveConfig } from '../../tools/web/live.js';
 import type { PageApi } from '../../tools/web/main.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -39,6 +43,22 @@ function nodeVsBrowserTol(values: readonly number[]): Tolerance {
   return { atol: 2 ** -18 * scale, rtol: 1e-4 };
 }
 
+/** Steps the page trains (CPU_LIVE_CONFIG, about 3 s each in SwiftShader). */
+const TRAIN_STEPS = 6;
+
+/**
+ * One SwAV step in Node against the same step in the browser: the same seed gives the same
+ * images, crops and initial weights (all drawn in JavaScript), so only the two drivers'
+ * float32 rounding differs (see nodeVsBrowserTol). The loss carries that rounding through a
+ * ResNet, batch norm, Sinkhorn (whose exp(s / 0.05) multiplies a score's error by 20) and a
+ * softmax at T = 0.1 (another 10), and the second step's loss also sees the first step's
+ * gradients through the LARS update. We allow 1e-4 relative (~1700 ulp: a few ulp per layer
+ * times those factors); measured here, 1.1e-7 (2 ulp). A wrong gradient or another batch
+ * moves the loss by percents.
+ */
+const SWAV_NODE_VS_BROWSER: Tolerance = { atol: 0, rtol: 1e-4 };
+
+let browserLosses: number[] | null = null;
 let server: WebServer | undefined;
 let context: BrowserContext | undefined;
 let page: Page | undefined;
@@ -121,21 +141,35 @@ describe('the web page in headless Chromium', () => {
 
   it('trains SwAV live: the loss falls over a few steps', async (ctx) => {
     const p = needBrowser(ctx);
-    const built = await p.evaluate(() => window.swavgpuPage.trainerBuilt);
-    ctx.skip(!built, 'the SwAV trainer is not built yet (tools/web/live.ts: createLiveTrainer)');
-    const losses = await p.evaluate(() => window.swavgpuPage.train(12));
+    const losses = await p.evaluate((n) => window.swavgpuPage.train(n), TRAIN_STEPS);
     expect(losses.every(Number.isFinite), losses.join(', ')).toBe(true);
+    // Each step sees other images, so compare the means of the first and last two.
     const first = (losses[0] + losses[1]) / 2;
     const last = (losses[losses.length - 2] + losses[losses.length - 1]) / 2;
     expect(last, losses.join(', ')).toBeLessThan(first);
+    browserLosses = losses;
+    ctx.annotate(`losses ${losses.map((l) => l.toFixed(4)).join(', ')}`);
   });
 
-  it('says plainly, without a trainer, that the live panel has none yet', async (ctx) => {
-    const p = needBrowser(ctx);
-    const built = await p.evaluate(() => window.swavgpuPage.trainerBuilt);
-    ctx.skip(built, 'the trainer is wired; the test above trains it');
-    expect(await p.textContent('#live-status')).toContain('trainer not built yet');
-    expect(await p.isDisabled('#train-toggle')).toBe(true);
+  it('gives the SwAV losses Node gives for the first two steps of the same seed', async (ctx) => {
+    ctx.skip(!browserLosses, 'the page trained no SwAV steps (see the test above)');
+    const engine = await createEngine();
+    const nodeLosses: number[] = [];
+    try {
+      const data = await loadFashionMnist(DEFAULT_FASHION_MNIST_DIR, 'train',
+        { limit: LIVE_IMAGES });
+      // The page's settings for its adapter (both are CPU adapters: CPU_LIVE_CONFIG).
+      const adapter = await page!.evaluate(() => window.swavgpuPage.ready);
+      const trainer = new SwavTrainer(engine, liveConfig(defaultConfig, adapter), data);
+      for (let i = 0; i < 2; i++) nodeLosses.push((await trainer.runStep().result).loss);
+      trainer.dispose();
+    } finally {
+      await engine.dispose();
+    }
+    const r = compare(browserLosses!.slice(0, 2), nodeLosses,
+      { ...SWAV_NODE_VS_BROWSER, name: 'SwAV loss, steps 0 and 1 (browser vs Node)' });
+    expect(r.ok, r.message).toBe(true);
+    ctx.annotate(`Node ${nodeLosses.join(', ')}; browser ${browserLosses!.slice(0, 2).join(', ')}`);
   });
 
   it('saves a screenshot of the page to test-artifacts/', async (ctx) => {

@@ -7,7 +7,8 @@ import type { Engine } from '../../src/browser.js';
 import { CHECKS, FAMILIES, runChecks, type CheckReport } from './checks.js';
 import { countAssignments, drawGroups, drawHistogram, drawLossChart } from './draw.js';
 import { fixedComputation, type FixedResult } from './fixed.js';
-import { LIVE_IMAGES, createLiveTrainer, type LiveStep, type LiveTrainer } from './live.js';
+import { LIVE_IMAGES, createLiveTrainer, liveConfig, type LiveStep, type LiveTrainer,
+  type LiveTrainerOptions } from './live.js';
 
 export interface PageApi {
   /** Resolves to the adapter description, or rejects with the reason there is none. */
@@ -16,11 +17,15 @@ export interface PageApi {
   lastChecks: CheckReport | null;
   runChecks(): Promise<CheckReport>;
   fixed(): Promise<FixedResult>;
-  /** False until tools/web/live.ts wires the SwAV trainer. */
-  trainerBuilt: boolean;
-  /** Runs `steps` training steps (as the Start button does) and returns their losses. */
-  train(steps: number): Promise<number[]>;
+  /**
+   * Runs `steps` training steps (as the Start button does) and returns their losses;
+   * `config` (settings over LIVE_CONFIG) applies when the trainer is created, at the first
+   * step.
+   */
+  train(steps: number, config?: LiveConfig): Promise<number[]>;
 }
+
+type LiveConfig = LiveTrainerOptions['config'];
 
 declare global {
   interface Window {
@@ -148,13 +153,12 @@ const live = {
   running: false,
 };
 
-async function makeTrainer(): Promise<LiveTrainer> {
-  if (!createLiveTrainer) throw new Error('trainer not built yet');
+async function makeTrainer(config?: LiveConfig): Promise<LiveTrainer> {
   if (!engine) throw new Error('no engine (WebGPU missing)');
   if (!live.trainer) {
     $('live-status').textContent = `fetching ${LIVE_IMAGES} Fashion-MNIST images…`;
     const data = await api.fetchFashionMnist('data/', 'train', { limit: LIVE_IMAGES });
-    live.trainer = await createLiveTrainer({ api, engine, data, seed: 0 });
+    live.trainer = await createLiveTrainer({ api, engine, data, seed: 0, config });
   }
   return live.trainer;
 }
@@ -168,8 +172,8 @@ function drawStep(t: LiveTrainer, s: LiveStep): void {
   $('live-status').textContent = `step ${live.losses.length}: loss ${s.loss.toFixed(4)}`;
 }
 
-async function trainSteps(steps: number): Promise<number[]> {
-  const t = await makeTrainer();
+async function trainSteps(steps: number, config?: LiveConfig): Promise<number[]> {
+  const t = await makeTrainer(config);
   const losses: number[] = [];
   for (let i = 0; i < steps; i++) {
     const s = await t.step();
@@ -201,21 +205,15 @@ function initLive(): void {
   drawLossChart($<HTMLCanvasElement>('loss-chart'), []);
   drawHistogram($<HTMLCanvasElement>('usage'), []);
   drawGroups($<HTMLCanvasElement>('groups'), undefined, new Int32Array(0), 0);
-  if (!createLiveTrainer) {
-    $('live-status').textContent = 'trainer not built yet: the SwAV trainer (src/swav/) is ' +
-      'still being written; this panel trains once tools/web/live.ts wires it.';
-    return;
-  }
   const button = $<HTMLButtonElement>('train-toggle');
   button.addEventListener('click', () => void toggleTraining());
-  $('live-status').textContent = 'ready';
 }
 
 // ---- start ------------------------------------------------------------------------------
 
 const ready = start();
 window.swavgpuPage = {
-  ready, lastChecks: null, runChecks: pageRunChecks, trainerBuilt: createLiveTrainer !== null,
+  ready, lastChecks: null, runChecks: pageRunChecks,
   fixed: async () => {
     await ready;
     return fixedComputation(api, engine!);
@@ -226,5 +224,9 @@ familySummary(null);
 initLive();
 $('run-checks').addEventListener('click', () => void pageRunChecks().catch(() => {}));
 ready.then(() => {
-  if (createLiveTrainer) $<HTMLButtonElement>('train-toggle').disabled = false;
+  $<HTMLButtonElement>('train-toggle').disabled = false;
+  const c = liveConfig(api.swav.defaultConfig, engine!.gpu.adapterInfo);
+  $('live-status').textContent = `ready: the first ${LIVE_IMAGES} training images, batches ` +
+    `of ${c.batchSize}, ${c.prototypes} prototypes, crops ` +
+    `${c.crops.map((g) => `${g.count}x${g.size}px`).join(' + ')}`;
 }, () => {});
