@@ -22,7 +22,9 @@ function blobs(classes: number, rows: number, dim: number, spread: number, seed:
   for (let i = 0; i < rows; i++) {
     y[i] = i % classes;
     // An offset and scale per dimension that standardization has to undo.
-    for (let j = 0; j < dim; j++) data[i * dim + j] = 5 + (j + 1) * (centres[y[i]][j] + spread * g());
+    for (let j = 0; j < dim; j++) {
+      data[i * dim + j] = 5 + (j + 1) * (centres[y[i]][j] + spread * g());
+    }
   }
   return { x: { data, rows, dim }, y };
 }
