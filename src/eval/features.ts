@@ -95,7 +95,8 @@ export async function extractFeatures(engine: Engine, model: FeatureModel, ds: I
   if (model instanceof Module) model.eval();
 
   const nBatches = Math.ceil(count / batch);
-  let perRead = opts.batchesPerRead;
+  let perRead = opts.batchesPerRead === undefined ? undefined :
+    checkPositiveInt(what, 'batchesPerRead', opts.batchesPerRead);
   const leaves: Map<number, Tensor>[] = [new Map(), new Map()];
   const leaf = (ring: number, slot: number, rows: number): Tensor => {
     // The last, shorter batch gets its own leaf, keyed apart from the full ones.
@@ -144,7 +145,7 @@ export async function extractFeatures(engine: Engine, model: FeatureModel, ds: I
       const dst = out;
       const start = group[0].start;
       const run = engine.run([], [all]).then(([v]) => {
-        if (v.length !== (group.reduce((a, g) => a + g.rows, 0)) * dim) {
+        if (v.length !== group.reduce((a, g) => a + g.rows, 0) * dim) {
           fail(what, `the model's features have ${v.length} values for ${group.length} ` +
             `batches; expected ${dim} per image`);
         }

@@ -94,6 +94,8 @@ describe('extractFeatures', () => {
       'extractFeatures: std must be a number > 0, got 0');
     await expect(extractFeatures(e, id, ds, { mean: 0, std: 1, batch: 0 })).rejects.toThrow(
       'extractFeatures: batch must be a positive integer, got 0');
+    await expect(extractFeatures(e, id, ds, { mean: 0, std: 1, batchesPerRead: 0 }))
+      .rejects.toThrow('extractFeatures: batchesPerRead must be a positive integer, got 0');
     await expect(extractFeatures(e, id, { ...ds, count: 4 }, { mean: 0, std: 1 }))
       .rejects.toThrow('extractFeatures: images has 36 bytes');
     await expect(extractFeatures(e, (x) => sliceRows(x, 0, 1), ds, { mean: 0, std: 1 }))
