@@ -14,3 +14,5 @@ export * from './l2norm.js';
 export * from './softmax.js';
 export * from './sinkhorn.js';
 export * from './optim.js';
+export * from './topk.js';
+export * from './augment.js';
