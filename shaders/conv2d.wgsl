@@ -14,21 +14,21 @@
 // with no workgroup memory (fastest on lavapipe, see matmul.wgsl). A block's TN columns lie
 // in one image row, so which kernel rows (kh) touch the input is the same for the whole block
 // and the loop over the depth that does not move (c or o) runs without per-element index
-// arithmetic. In backward_input the TN pixels of a block are sw apart (one phase of the
-// stride), so a kernel tap either reaches all of them or none and skipped taps cost nothing:
-// a strided convolution's input gradient does no multiply-adds by zero.
+// arithmetic. In backward_input the pixels of a block share one phase of the stride (rows
+// ih = rh mod sh, columns sw apart), so a kernel tap reaches all of them or none and the
+// skipped taps cost nothing: a strided convolution's input gradient multiplies no zeros.
 // Reads outside the image use a clamped address and are replaced by zero; rows and columns
 // past the edges are not stored. The grid (chunk, row tile, column tile) is one linear
 // workgroup count folded by the host into x and y past 65535.
 
-override TM: u32 = 4;      // rows (output or input channels) per invocation, 1..8
+override TM: u32 = 4;      // rows (output or input channels) per invocation, 1..16
 override TN: u32 = 4;      // columns (pixels or weight taps) per invocation, 1..8
 override WG_X: u32 = 8;    // invocations along columns
 override WG_Y: u32 = 4;    // invocations along rows
 override WG: u32 = 64;     // sum_partials
-override HAS_BIAS: bool = false;
 
-const MAX_T: u32 = 8;
+const MAX_TM: u32 = 16;
+const MAX_TN: u32 = 8;
 
 struct Params {
   n: i32, c: i32, h: i32, w: i32,
@@ -37,12 +37,13 @@ struct Params {
   pw: i32, dh: i32, dw: i32,
   q_tiles: i32,          // column tiles per image row (per stride phase in backward_input)
   cols: i32,             // column tiles in all
-  rows: i32,             // rows of the GEMM (O or C)
+  phase_rows: i32,       // backward_input: input rows per stride phase, ceil(H / sh)
   tiles_x: i32,          // workgroups along columns
   tiles_y: i32,          // workgroups along rows
   rows_per_chunk: i32,   // backward_weight: (n, oh) pairs per depth chunk
   total: i32,            // backward_weight and sum_partials: outputs O*C*KH*KW
   n_chunks: i32,
+  has_bias: i32,         // forward: add bias[o] (a uniform flag: one pipeline either way)
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -76,13 +77,13 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
   let ow0 = q * i32(TN);
   let khw = p.kh * p.kw;
   let hw = p.h * p.w;
-  var wrow: array<i32, MAX_T>;
+  var wrow: array<i32, MAX_TM>;
   for (var i = 0u; i < TM; i++) { wrow[i] = min(o0 + i32(i), p.o - 1) * p.c * khw; }
-  var acc: array<f32, 64>;
-  var xv: array<f32, MAX_T>;
-  var wv: array<f32, MAX_T>;
-  var xoff: array<i32, MAX_T>;
-  var ok: array<bool, MAX_T>;
+  var acc: array<f32, 128>;
+  var xv: array<f32, MAX_TN>;
+  var wv: array<f32, MAX_TM>;
+  var xoff: array<i32, MAX_TN>;
+  var ok: array<bool, MAX_TN>;
   let xn = n * p.c * hw;
   for (var kh = 0; kh < p.kh; kh++) {
     let ih = oh * p.sh - p.ph + kh * p.dh;
@@ -101,7 +102,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
         for (var i = 0u; i < TM; i++) { wv[i] = w[wrow[i] + c * khw + tap]; }
         for (var i = 0u; i < TM; i++) {
           for (var j = 0u; j < TN; j++) {
-            acc[i * MAX_T + j] = fma(wv[i], xv[j], acc[i * MAX_T + j]);
+            acc[i * MAX_TN + j] = fma(wv[i], xv[j], acc[i * MAX_TN + j]);
           }
         }
       }
@@ -111,11 +112,11 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
     let o = o0 + i32(i);
     if (o >= p.o) { break; }
     var b = 0.0;
-    if (HAS_BIAS) { b = bias[o]; }
+    if (p.has_bias != 0) { b = bias[o]; }
     let base = ((n * p.o + o) * p.oh + oh) * p.ow;
     for (var j = 0u; j < TN; j++) {
       let ow = ow0 + i32(j);
-      if (ow < p.ow) { out[base + ow] = acc[i * MAX_T + j] + b; }
+      if (ow < p.ow) { out[base + ow] = acc[i * MAX_TN + j] + b; }
     }
   }
 }
@@ -128,24 +129,28 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>,
   let col = t.z * i32(WG_X) + i32(lid.x);
   let c0 = (t.y * i32(WG_Y) + i32(lid.y)) * i32(TM);
   if (col >= p.cols || c0 >= p.c) { return; }
-  // Columns: image n, input row ih, stride phase rw, and the block q of that phase's pixels,
-  // iw = rw + sw (q TN + j).
+  // Columns: stride phase (rh, rw), image n, row qh of that phase, block q of the phase's
+  // pixels in that row; ih = rh + sh qh, iw = rw + sw (q TN + j). Phases outermost, so that
+  // neighbouring invocations (SIMD lanes on lavapipe) skip the same taps.
   let q = col % p.q_tiles;
   var r = col / p.q_tiles;
+  let qh = r % p.phase_rows;
+  r = r / p.phase_rows;
+  let n = r % p.n;
+  r = r / p.n;
   let rw = r % p.sw;
-  r = r / p.sw;
-  let ih = r % p.h;
-  let n = r / p.h;
+  let ih = r / p.sw + p.sh * qh;
+  if (ih >= p.h) { return; }
   let khw = p.kh * p.kw;
   let ohw = p.oh * p.ow;
   let ckhw = p.c * khw;
-  var wcol: array<i32, MAX_T>;
+  var wcol: array<i32, MAX_TM>;
   for (var i = 0u; i < TM; i++) { wcol[i] = min(c0 + i32(i), p.c - 1) * khw; }
-  var acc: array<f32, 64>;
-  var dv: array<f32, MAX_T>;
-  var wv: array<f32, MAX_T>;
-  var doff: array<i32, MAX_T>;
-  var ok: array<bool, MAX_T>;
+  var acc: array<f32, 128>;
+  var dv: array<f32, MAX_TN>;
+  var wv: array<f32, MAX_TM>;
+  var doff: array<i32, MAX_TN>;
+  var ok: array<bool, MAX_TN>;
   let dyn = n * p.o * ohw;
   for (var kh = 0; kh < p.kh; kh++) {
     // Output row reached through kernel row kh, if the stride lands on one.
@@ -168,7 +173,7 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>,
         for (var i = 0u; i < TM; i++) { wv[i] = w[o * ckhw + wcol[i] + tap]; }
         for (var i = 0u; i < TM; i++) {
           for (var j = 0u; j < TN; j++) {
-            acc[i * MAX_T + j] = fma(wv[i], dv[j], acc[i * MAX_T + j]);
+            acc[i * MAX_TN + j] = fma(wv[i], dv[j], acc[i * MAX_TN + j]);
           }
         }
       }
@@ -180,7 +185,7 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>,
     let base = ((n * p.c + c) * p.h + ih) * p.w;
     for (var j = 0u; j < TN; j++) {
       let iw = rw + p.sw * (q * i32(TN) + i32(j));
-      if (iw < p.w) { out[base + iw] = acc[i * MAX_T + j]; }
+      if (iw < p.w) { out[base + iw] = acc[i * MAX_TN + j]; }
     }
   }
 }
@@ -199,9 +204,9 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
   let hw = p.h * p.w;
   let ohw = p.oh * p.ow;
   // Each column is one weight tap (c, kh, kw): its channel plane and its offsets in x.
-  var xc: array<i32, MAX_T>;
-  var hoff: array<i32, MAX_T>;
-  var woff: array<i32, MAX_T>;
+  var xc: array<i32, MAX_TN>;
+  var hoff: array<i32, MAX_TN>;
+  var woff: array<i32, MAX_TN>;
   for (var j = 0u; j < TN; j++) {
     let ck = min(k0 + i32(j), taps - 1);
     let tap = ck % khw;
@@ -209,13 +214,13 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
     hoff[j] = (tap / p.kw) * p.dh - p.ph;
     woff[j] = (tap % p.kw) * p.dw - p.pw;
   }
-  var dyo: array<i32, MAX_T>;
+  var dyo: array<i32, MAX_TM>;
   for (var i = 0u; i < TM; i++) { dyo[i] = min(o0 + i32(i), p.o - 1) * ohw; }
-  var acc: array<f32, 64>;
-  var dv: array<f32, MAX_T>;
-  var xv: array<f32, MAX_T>;
-  var xrow: array<i32, MAX_T>;
-  var okh: array<bool, MAX_T>;
+  var acc: array<f32, 128>;
+  var dv: array<f32, MAX_TM>;
+  var xv: array<f32, MAX_TN>;
+  var xrow: array<i32, MAX_TN>;
+  var okh: array<bool, MAX_TN>;
   let r0 = chunk * p.rows_per_chunk;
   let r1 = min(r0 + p.rows_per_chunk, p.n * p.oh);
   for (var r = r0; r < r1; r++) {
@@ -236,7 +241,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
       }
       for (var i = 0u; i < TM; i++) {
         for (var j = 0u; j < TN; j++) {
-          acc[i * MAX_T + j] = fma(dv[i], xv[j], acc[i * MAX_T + j]);
+          acc[i * MAX_TN + j] = fma(dv[i], xv[j], acc[i * MAX_TN + j]);
         }
       }
     }
@@ -248,7 +253,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
     if (o >= p.o) { break; }
     for (var j = 0u; j < TN; j++) {
       let ck = k0 + i32(j);
-      if (ck < taps) { out[base + o * taps + ck] = acc[i * MAX_T + j]; }
+      if (ck < taps) { out[base + o * taps + ck] = acc[i * MAX_TN + j]; }
     }
   }
 }

@@ -1,7 +1,9 @@
 // Batched matrix product out[b] = op(a[b]) op(b[b]) (+ bias over columns, then relu when
-// asked), op being a transpose when TRANS_A / TRANS_B are set: a is [M, K] or [K, M] per
-// batch item, b is [K, N] or [N, K]. A 2-D operand shared by every batch item has batch
-// stride 0.
+// asked), op being an optional transpose: a is [M, K] or [K, M] per batch item, b is [K, N]
+// or [N, K]. Transposes are strides (a[row, k] at row * a_row_stride + k * a_k_stride), and
+// bias and relu are uniform flags read once per output, so that one pipeline per tiling
+// serves every layout: on lavapipe each pipeline costs seconds of compilation. A 2-D
+// operand shared by every batch item has batch stride 0.
 //
 // Two tilings of the same product, chosen per adapter:
 // - `main` keeps a TM x TN block of outputs per invocation in registers and reads its
@@ -16,17 +18,14 @@
 // linear workgroup count that the host folds into x and y past 65535; it is rebuilt here
 // from num_workgroups.
 
-override TM: u32 = 4;        // rows of out per invocation (1..8)
+override TM: u32 = 4;        // rows of out per invocation (1..16)
 override TN: u32 = 4;        // columns of out per invocation (1..8)
 override WG_X: u32 = 8;      // invocations along N in a workgroup
 override WG_Y: u32 = 8;      // invocations along M in a workgroup
 override BK: u32 = 16;       // depth of one workgroup-memory slice (main_shared)
-override TRANS_A: bool = false;
-override TRANS_B: bool = false;
-override HAS_BIAS: bool = false;
-override RELU: bool = false;
 
-const MAX_T: u32 = 8;
+const MAX_TM: u32 = 16;
+const MAX_TN: u32 = 8;
 
 struct Params {
   m: u32,
@@ -37,6 +36,12 @@ struct Params {
   b_batch_stride: u32,
   tiles_m: u32,          // workgroup tiles along M
   tiles_n: u32,          // workgroup tiles along N
+  a_row_stride: u32,     // K, or 1 when a is stored transposed
+  a_k_stride: u32,       // 1, or M
+  b_k_stride: u32,       // N, or 1 when b is stored transposed
+  b_col_stride: u32,     // 1, or K
+  has_bias: u32,
+  relu: u32,
 }
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
@@ -55,29 +60,30 @@ fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> vec3<u32> {
 
 // Element (row, kk) of op(a) for one batch item, and (kk, col) of op(b).
 fn load_a(base: u32, row: u32, kk: u32) -> f32 {
-  if (TRANS_A) { return a[base + kk * params.m + row]; }
-  return a[base + row * params.k + kk];
+  return a[base + row * params.a_row_stride + kk * params.a_k_stride];
 }
 
 fn load_b(base: u32, kk: u32, col: u32) -> f32 {
-  if (TRANS_B) { return b[base + col * params.k + kk]; }
-  return b[base + kk * params.n + col];
+  return b[base + kk * params.b_k_stride + col * params.b_col_stride];
+}
+
+fn epilogue(v: f32, col: u32) -> f32 {
+  var r = v;
+  if (params.has_bias != 0u) { r += bias[col]; }
+  if (params.relu != 0u) { r = max(r, 0.0); }
+  return r;
 }
 
 // Adds the bias, applies relu and stores the rows and columns that exist.
-fn store_tile(bi: u32, m0: u32, n0: u32, acc: ptr<function, array<f32, 64>>) {
+fn store_tile(bi: u32, m0: u32, n0: u32, acc: ptr<function, array<f32, 128>>) {
   let base = bi * params.m * params.n;
   for (var j = 0u; j < TN; j++) {
     let col = n0 + j;
     if (col >= params.n) { break; }
-    var bj = 0.0;
-    if (HAS_BIAS) { bj = bias[col]; }
     for (var i = 0u; i < TM; i++) {
       let row = m0 + i;
       if (row < params.m) {
-        var v = (*acc)[i * MAX_T + j] + bj;
-        if (RELU) { v = max(v, 0.0); }
-        out[base + row * params.n + col] = v;
+        out[base + row * params.n + col] = epilogue((*acc)[i * MAX_TN + j], col);
       }
     }
   }
@@ -94,20 +100,26 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   if (bi >= params.batch || m0 >= params.m || n0 >= params.n) { return; }
   let a_base = bi * params.a_batch_stride;
   let b_base = bi * params.b_batch_stride;
-  // Clamped row and column indices: loads past the edge repeat the last row or column.
-  var rows: array<u32, MAX_T>;
-  var cols: array<u32, MAX_T>;
-  for (var i = 0u; i < TM; i++) { rows[i] = min(m0 + i, params.m - 1u); }
-  for (var j = 0u; j < TN; j++) { cols[j] = min(n0 + j, params.n - 1u); }
-  var acc: array<f32, 64>;
-  var av: array<f32, MAX_T>;
-  var bv: array<f32, MAX_T>;
+  // Offsets of clamped rows and columns: loads past the edge repeat the last row or column.
+  var rows: array<u32, MAX_TM>;
+  var cols: array<u32, MAX_TN>;
+  for (var i = 0u; i < TM; i++) {
+    rows[i] = a_base + min(m0 + i, params.m - 1u) * params.a_row_stride;
+  }
+  for (var j = 0u; j < TN; j++) {
+    cols[j] = b_base + min(n0 + j, params.n - 1u) * params.b_col_stride;
+  }
+  var acc: array<f32, 128>;
+  var av: array<f32, MAX_TM>;
+  var bv: array<f32, MAX_TN>;
   for (var kk = 0u; kk < params.k; kk++) {
-    for (var i = 0u; i < TM; i++) { av[i] = load_a(a_base, rows[i], kk); }
-    for (var j = 0u; j < TN; j++) { bv[j] = load_b(b_base, kk, cols[j]); }
+    let ak = kk * params.a_k_stride;
+    let bk = kk * params.b_k_stride;
+    for (var i = 0u; i < TM; i++) { av[i] = a[rows[i] + ak]; }
+    for (var j = 0u; j < TN; j++) { bv[j] = b[cols[j] + bk]; }
     for (var i = 0u; i < TM; i++) {
       for (var j = 0u; j < TN; j++) {
-        acc[i * MAX_T + j] = fma(av[i], bv[j], acc[i * MAX_T + j]);
+        acc[i * MAX_TN + j] = fma(av[i], bv[j], acc[i * MAX_TN + j]);
       }
     }
   }
@@ -134,9 +146,9 @@ fn main_shared(@builtin(workgroup_id) wid: vec3<u32>,
   let a_base = bi * params.a_batch_stride;
   let b_base = bi * params.b_batch_stride;
   let threads = WG_X * WG_Y;
-  var acc: array<f32, 64>;
-  var av: array<f32, MAX_T>;
-  var bv: array<f32, MAX_T>;
+  var acc: array<f32, 128>;
+  var av: array<f32, MAX_TM>;
+  var bv: array<f32, MAX_TN>;
   for (var k0 = 0u; k0 < params.k; k0 += BK) {
     // Cooperative loads; entries past the matrix edges are zero.
     for (var e = li; e < BK * bm; e += threads) {
@@ -165,7 +177,7 @@ fn main_shared(@builtin(workgroup_id) wid: vec3<u32>,
       for (var j = 0u; j < TN; j++) { bv[j] = b_tile[kk * bn + j * WG_X + lid.x]; }
       for (var i = 0u; i < TM; i++) {
         for (var j = 0u; j < TN; j++) {
-          acc[i * MAX_T + j] = fma(av[i], bv[j], acc[i * MAX_T + j]);
+          acc[i * MAX_TN + j] = fma(av[i], bv[j], acc[i * MAX_TN + j]);
         }
       }
     }
@@ -177,10 +189,7 @@ fn main_shared(@builtin(workgroup_id) wid: vec3<u32>,
     for (var j = 0u; j < TN; j++) {
       let col = tile_n0 + j * WG_X + lid.x;
       if (row < params.m && col < params.n) {
-        var v = acc[i * MAX_T + j];
-        if (HAS_BIAS) { v += bias[col]; }
-        if (RELU) { v = max(v, 0.0); }
-        out[base + row * params.n + col] = v;
+        out[base + row * params.n + col] = epilogue(acc[i * MAX_TN + j], col);
       }
     }
   }

@@ -19,7 +19,7 @@ export interface Conv2dOptions {
 
 /**
  * Register tiles of the three kernels: each invocation computes TM rows (channels) by TN
- * columns (pixels, or weight taps for the weight gradient), 1..8 each, in a WG_X x WG_Y
+ * columns (pixels, or weight taps for the weight gradient), 1..16 and 1..8, in a WG_X x WG_Y
  * workgroup.
  */
 export interface ConvTiling {
@@ -30,7 +30,7 @@ export interface ConvTiling {
 }
 
 /** Measured on lavapipe (see tools/probe-matmul.ts). */
-export const CONV_CPU_TILING: ConvTiling = { TM: 8, TN: 4, WG_X: 8, WG_Y: 2 };
+export const CONV_CPU_TILING: ConvTiling = { TM: 8, TN: 8, WG_X: 8, WG_Y: 1 };
 /** For GPUs: smaller blocks per invocation, more invocations per workgroup. */
 export const CONV_GPU_TILING: ConvTiling = { TM: 4, TN: 4, WG_X: 16, WG_Y: 8 };
 
@@ -85,23 +85,40 @@ function geometry(op: string, xShape: readonly number[], wShape: readonly number
 }
 
 function checkTiling(t: ConvTiling): void {
-  for (const key of ['TM', 'TN'] as const) {
-    if (!Number.isInteger(t[key]) || t[key] < 1 || t[key] > 8) {
-      fail('conv2d', `tiling.${key} must be an integer in 1..8, got ${t[key]}`);
+  // The shader's register arrays hold at most 16 rows and 8 columns.
+  for (const [key, max] of [['TM', 16], ['TN', 8]] as const) {
+    if (!Number.isInteger(t[key]) || t[key] < 1 || t[key] > max) {
+      fail('conv2d', `tiling.${key} must be an integer in 1..${max}, got ${t[key]}`);
     }
   }
 }
 
 /** The uniform block every entry of conv2d.wgsl reads; the grid fields vary per kernel. */
-function params(g: Geometry, grid: { qTiles: number; cols: number; rows: number; tilesX: number;
-  tilesY: number; rowsPerChunk?: number; total?: number; nChunks?: number }) {
+function params(g: Geometry, grid: { qTiles: number; cols: number; phaseRows?: number;
+  tilesX: number; tilesY: number; rowsPerChunk?: number; total?: number; nChunks?: number;
+  hasBias?: boolean }) {
   return {
     n: g.N, c: g.C, h: g.H, w: g.W, o: g.O, kh: g.KH, kw: g.KW, oh: g.OH, ow: g.OW,
     sh: g.stride[0], sw: g.stride[1], ph: g.padding[0], pw: g.padding[1],
     dh: g.dilation[0], dw: g.dilation[1], q_tiles: grid.qTiles, cols: grid.cols,
-    rows: grid.rows, tiles_x: grid.tilesX, tiles_y: grid.tilesY,
+    phase_rows: grid.phaseRows ?? 0, tiles_x: grid.tilesX, tiles_y: grid.tilesY,
     rows_per_chunk: grid.rowsPerChunk ?? 0, total: grid.total ?? 0, n_chunks: grid.nChunks ?? 1,
+    has_bias: Number(grid.hasBias ?? false),
   };
+}
+
+/**
+ * The tiling's block fitted to a GEMM of `rows` rows whose blocks run along `extent`
+ * columns: a side longer than the GEMM's shrinks to the power of two that covers it, and
+ * rows the GEMM lacks (one input channel) go to columns, up to the shader's 8, keeping the
+ * block's area (its loads per multiply-add). Powers of two keep the number of pipelines,
+ * each compiled once per process at a cost of about a second on lavapipe, small.
+ */
+function fitted(t: ConvTiling, rows: number, extent: number): ConvTiling {
+  const cover = (max: number, n: number) => Math.min(max, 2 ** Math.ceil(Math.log2(n)));
+  const TM = cover(t.TM, rows);
+  const maxTN = Math.min(8, Math.max(t.TN, Math.floor((t.TM * t.TN) / TM)));
+  return { ...t, TM, TN: cover(maxTN, extent) };
 }
 
 const overridesOf = (t: ConvTiling) => ({ TM: t.TM, TN: t.TN, WG_X: t.WG_X, WG_Y: t.WG_Y });
@@ -135,19 +152,20 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
   const tiling = opts.tiling ?? defaultConvTiling(x.engine.gpu.adapterInfo);
   checkTiling(tiling);
   const attrs: Attrs = { stride: g.stride, padding: g.padding, dilation: g.dilation, tiling };
-  const qTiles = Math.ceil(g.OW / tiling.TN);
+  const t = fitted(tiling, g.O, g.OW);
+  const qTiles = Math.ceil(g.OW / t.TN);
   const cols = g.N * g.OH * qTiles;
-  const tilesX = Math.ceil(cols / tiling.WG_X);
-  const tilesY = Math.ceil(g.O / (tiling.WG_Y * tiling.TM));
+  const tilesX = Math.ceil(cols / t.WG_X);
+  const tilesY = Math.ceil(g.O / (t.WG_Y * t.TM));
   const inputs = bias ? [x, w, bias] : [x, w];
   const [y] = x.engine.record({
     op: 'conv2d', inputs, outputs: [[g.N, g.O, g.OH, g.OW]], attrs: { ...attrs },
     encode: (ctx) => ctx.dispatch({
       shader: 'conv2d', entry: 'forward',
-      overrides: { ...overridesOf(tiling), HAS_BIAS: Number(!!bias) },
+      overrides: overridesOf(t),
       bindings: { x: ctx.input(0), w: ctx.input(1), bias: ctx.input(bias ? 2 : 1),
         out: ctx.output(0) },
-      uniforms: params(g, { qTiles, cols, rows: g.O, tilesX, tilesY }),
+      uniforms: params(g, { qTiles, cols, tilesX, tilesY, hasBias: !!bias }),
       workgroups: tilesX * tilesY,
     }),
   });
@@ -175,17 +193,21 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, xShape: readonly numb
   checkDy(op, dy, g);
   const tiling = opts.tiling ?? defaultConvTiling(w.engine.gpu.adapterInfo);
   checkTiling(tiling);
-  // Columns: (n, ih, stride phase of iw, block of TN pixels of that phase).
-  const qTiles = Math.ceil(Math.ceil(g.W / g.stride[1]) / tiling.TN);
-  const cols = g.N * g.H * g.stride[1] * qTiles;
-  const tilesX = Math.ceil(cols / tiling.WG_X);
-  const tilesY = Math.ceil(g.C / (tiling.WG_Y * tiling.TM));
+  // Columns: (stride phase rh, rw; n; row of the phase; block of TN pixels of the phase).
+  const [sh, sw] = g.stride;
+  const phaseCols = Math.ceil(g.W / sw);
+  const phaseRows = Math.ceil(g.H / sh);
+  const t = fitted(tiling, g.C, phaseCols);
+  const qTiles = Math.ceil(phaseCols / t.TN);
+  const cols = sh * sw * g.N * phaseRows * qTiles;
+  const tilesX = Math.ceil(cols / t.WG_X);
+  const tilesY = Math.ceil(g.C / (t.WG_Y * t.TM));
   const [dx] = w.engine.record({
     op, inputs: [dy, w], outputs: [[...xShape]],
     encode: (ctx) => ctx.dispatch({
-      shader: 'conv2d', entry: 'backward_input', overrides: overridesOf(tiling),
+      shader: 'conv2d', entry: 'backward_input', overrides: overridesOf(t),
       bindings: { dy: ctx.input(0), w: ctx.input(1), out: ctx.output(0) },
-      uniforms: params(g, { qTiles, cols, rows: g.C, tilesX, tilesY }),
+      uniforms: params(g, { qTiles, cols, phaseRows, tilesX, tilesY }),
       workgroups: tilesX * tilesY,
     }),
   });
@@ -207,23 +229,24 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: readonly num
   checkTiling(tiling);
   const taps = g.C * g.KH * g.KW;
   const total = g.O * taps;
-  const tilesX = Math.ceil(taps / (tiling.WG_X * tiling.TN));
-  const tilesY = Math.ceil(g.O / (tiling.WG_Y * tiling.TM));
+  const t = fitted(tiling, g.O, taps);
+  const tilesX = Math.ceil(taps / (t.WG_X * t.TN));
+  const tilesY = Math.ceil(g.O / (t.WG_Y * t.TM));
   // Few outputs and a long reduction over (n, oh, ow): split the (n, oh) rows into chunks
   // so that enough invocations run, and add the chunks' partial sums afterwards.
-  const invocations = Math.ceil(taps / tiling.TN) * Math.ceil(g.O / tiling.TM);
+  const invocations = Math.ceil(taps / t.TN) * Math.ceil(g.O / t.TM);
   const rowsAll = g.N * g.OH;
   const wanted = Math.min(rowsAll, Math.max(1, Math.ceil(WEIGHT_GRAD_TARGET_INVOCATIONS /
     invocations)));
   const rowsPerChunk = Math.ceil(rowsAll / wanted);
   const nChunks = Math.ceil(rowsAll / rowsPerChunk);
-  const grid = { qTiles: 0, cols: taps, rows: g.O, tilesX, tilesY, rowsPerChunk, total, nChunks };
+  const grid = { qTiles: 0, cols: taps, tilesX, tilesY, rowsPerChunk, total, nChunks };
   const [dw] = x.engine.record({
     op, inputs: [dy, x], outputs: [[...wShape]],
     encode: (ctx) => {
       const partial = nChunks > 1 ? ctx.scratch(nChunks * total * 4) : ctx.output(0);
       ctx.dispatch({
-        shader: 'conv2d', entry: 'backward_weight', overrides: overridesOf(tiling),
+        shader: 'conv2d', entry: 'backward_weight', overrides: overridesOf(t),
         bindings: { dy: ctx.input(0), x: ctx.input(1), out: partial },
         uniforms: params(g, grid),
         workgroups: nChunks * tilesX * tilesY,

@@ -13,7 +13,7 @@ import { checkRank, checkTensor, fail } from './util.js';
  */
 export interface MatmulTiling {
   variant: 'register' | 'shared';
-  /** Outputs per invocation along M and N, each 1..8. */
+  /** Outputs per invocation along M (1..16) and N (1..8). */
   TM: number;
   TN: number;
   /** Invocations per workgroup along N and M. */
@@ -23,8 +23,8 @@ export interface MatmulTiling {
   BK?: number;
 }
 
-export const REGISTER_TILING: MatmulTiling = { variant: 'register', TM: 4, TN: 4, WG_X: 8,
-  WG_Y: 8 };
+export const REGISTER_TILING: MatmulTiling = { variant: 'register', TM: 8, TN: 8, WG_X: 4,
+  WG_Y: 4 };
 export const SHARED_TILING: MatmulTiling = { variant: 'shared', TM: 4, TN: 4, WG_X: 16,
   WG_Y: 16, BK: 16 };
 
@@ -85,9 +85,10 @@ function geometry(a: Tensor, b: Tensor, tA: boolean, tB: boolean): Geometry {
 }
 
 function checkTiling(t: MatmulTiling): void {
-  for (const key of ['TM', 'TN'] as const) {
-    if (!Number.isInteger(t[key]) || t[key] < 1 || t[key] > 8) {
-      fail('matmul', `tiling.${key} must be an integer in 1..8, got ${t[key]}`);
+  // The shader's register arrays hold at most 16 rows and 8 columns.
+  for (const [key, max] of [['TM', 16], ['TN', 8]] as const) {
+    if (!Number.isInteger(t[key]) || t[key] < 1 || t[key] > max) {
+      fail('matmul', `tiling.${key} must be an integer in 1..${max}, got ${t[key]}`);
     }
   }
 }
@@ -123,7 +124,6 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const shared = tiling.variant === 'shared';
   const overrides: Record<string, number> = {
     TM: tiling.TM, TN: tiling.TN, WG_X: tiling.WG_X, WG_Y: tiling.WG_Y,
-    TRANS_A: Number(tA), TRANS_B: Number(tB), HAS_BIAS: Number(!!bias), RELU: Number(relu),
   };
   if (shared) overrides.BK = tiling.BK ?? 16;
   const [out] = a.engine.record({
@@ -133,7 +133,11 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
       bindings: { a: ctx.input(0), b: ctx.input(1), bias: ctx.input(bias ? 2 : 0),
         out: ctx.output(0) },
       uniforms: { m: g.m, n: g.n, k: g.k, batch: g.batch, a_batch_stride: g.aBatchStride,
-        b_batch_stride: g.bBatchStride, tiles_m: tilesM, tiles_n: tilesN },
+        b_batch_stride: g.bBatchStride, tiles_m: tilesM, tiles_n: tilesN,
+        // A transpose is a swap of strides: op(a)[row, k] = a[row * rs + k * ks].
+        a_row_stride: tA ? 1 : g.k, a_k_stride: tA ? g.m : 1,
+        b_k_stride: tB ? 1 : g.n, b_col_stride: tB ? g.k : 1,
+        has_bias: Number(!!bias), relu: Number(relu) },
       workgroups: g.batch * tilesM * tilesN,
     }),
   });
