@@ -4,7 +4,8 @@
 // workgroups, both tilings; and the argument checks' messages.
 
 import { describe, it, expect } from 'vitest';
-import { conv2d, CONV_CPU_TILING, CONV_GPU_TILING, type ConvTiling } from '../../src/ops/conv.js';
+import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, CONV_CPU_TILING, CONV_GPU_TILING,
+  defaultConvTiling, type ConvTiling } from '../../src/ops/conv.js';
 import { OpArgumentError } from '../../src/gpu/errors.js';
 import * as R from '../../src/reference/index.js';
 import { TOL } from '../../src/reference/compare.js';
@@ -88,8 +89,9 @@ describe('conv2d with other tilings', () => {
       await checkConv({ ...CASES[7], tiling }, 5);
     });
   }
-  it('CPU tiling is the default on lavapipe', () => {
-    if (/llvmpipe/.test(engine().gpu.adapterInfo)) expect(CONV_CPU_TILING.TM).toBeGreaterThan(0);
+  it('picks the CPU tiling on lavapipe and the GPU tiling elsewhere', () => {
+    expect(defaultConvTiling('mesa software llvmpipe-llvm-15')).toBe(CONV_CPU_TILING);
+    expect(defaultConvTiling('nvidia hopper NVIDIA H200')).toBe(CONV_GPU_TILING);
   });
 });
 
@@ -133,5 +135,10 @@ describe('conv2d argument checks', () => {
       /conv2d: padding must be a number or \[h, w\] of non-negative integers, got \[-1,0\]/);
     bad(() => conv2d(x, w, e.zeros([3])),
       /conv2d: bias must be \[4\] \(one value per output channel of w \[4, 3, 3, 3\]\), got/);
+    // The gradient ops check dy against the output shape the geometry gives.
+    bad(() => conv2dBackwardInput(e.zeros([2, 4, 6, 7]), w, [2, 3, 8, 8]),
+      /conv2dBackwardInput: dy must have the output shape \[2, 4, 6, 6\], got .*\[2, 4, 6, 7\]/);
+    bad(() => conv2dBackwardWeight(e.zeros([2, 4, 6, 6]), x, [4, 3, 3, 3], { padding: 1 }),
+      /conv2dBackwardWeight: dy must have the output shape \[2, 4, 8, 8\], got .*\[2, 4, 6, 6\]/);
   });
 });
