@@ -114,11 +114,12 @@ function params(g: Geometry, grid: { qTiles: number; cols: number; phaseRows?: n
  * block's area (its loads per multiply-add). Powers of two keep the number of pipelines,
  * each compiled once per process at a cost of about a second on lavapipe, small.
  */
-function fitted(t: ConvTiling, rows: number, extent: number): ConvTiling {
+function fitted(t: ConvTiling, rows: number, extent: number, evenColumns = false): ConvTiling {
   const cover = (max: number, n: number) => Math.min(max, 2 ** Math.ceil(Math.log2(n)));
+  const even = (max: number, n: number) => Math.ceil(n / Math.ceil(n / max));
   const TM = cover(t.TM, rows);
   const maxTN = Math.min(8, Math.max(t.TN, Math.floor((t.TM * t.TN) / TM)));
-  return { ...t, TM, TN: cover(maxTN, extent) };
+  return { ...t, TM, TN: (evenColumns ? even : cover)(maxTN, extent) };
 }
 
 const overridesOf = (t: ConvTiling) => ({ TM: t.TM, TN: t.TN, WG_X: t.WG_X, WG_Y: t.WG_Y });
@@ -229,7 +230,9 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: readonly num
   checkTiling(tiling);
   const taps = g.C * g.KH * g.KW;
   const total = g.O * taps;
-  const t = fitted(tiling, g.O, taps);
+  // Weight taps are few (9 for a 3x3 kernel over one channel) and each padded column costs
+  // a gather per step of a long reduction: blocks sized evenly (2 of 5, not 2 of 8).
+  const t = fitted(tiling, g.O, taps, true);
   const tilesX = Math.ceil(taps / (t.WG_X * t.TN));
   const tilesY = Math.ceil(g.O / (t.WG_Y * t.TM));
   // Few outputs and a long reduction over (n, oh, ow): split the (n, oh) rows into chunks
