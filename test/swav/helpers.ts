@@ -9,7 +9,7 @@ import {
   l2NormalizeBackward, matmul, matmulBackward, maxPool2d, maxPool2dBackward, relu,
   reluBackward, sinkhorn, softCrossEntropy, softCrossEntropyBackward, zeros,
 } from '../../src/reference/index.js';
-import { TOL } from '../../src/reference/compare.js';
+import { TOL, type Tolerance } from '../../src/reference/compare.js';
 import { expectClose } from '../helpers/gpu.js';
 
 /** A value on the tape and the gradient of the final scalar with respect to it. */
@@ -305,6 +305,26 @@ export function refSwavStep(params: Map<string, RefTensor>, shape: RefSwavShape,
   return { loss: loss.value.data[0], scores: scores.value, z: z.value,
     codes: computed?.codes ?? [], targets, grads };
 }
+
+/**
+ * Scores are cosines (|s| <= 1) at the end of a float32 forward chain of at most about ten
+ * stages (convolutions of k <= 27 terms, batch norms over <= 490 values, pooling, linears,
+ * the normalisation), each within the reduction tier 4 sqrt(n) u <= 5e-6: 2e-5 absolute covers
+ * them added up. Measured: <= 4e-6.
+ */
+export const SCORE_TOL: Tolerance = { atol: 2e-5, rtol: 0 };
+/**
+ * Codes are Sinkhorn's exp(s / eps) rescaled by rows and columns; like a softmax at
+ * temperature eps, d q / d s ~ q (1 - q) / eps <= 1 / (4 eps) = 5: 5x the scores' error. Measured: <= 6e-6.
+ */
+export const CODE_TOL: Tolerance = { atol: 5 * SCORE_TOL.atol, rtol: 0 };
+/**
+ * The loss: each row's cross-entropy moves by at most 2 max|ds| / T = 4e-4 for a score error
+ * ds (log-softmax is 1-Lipschitz per entry in s / T, and the targets of a row sum to <= 2),
+ * and the codes' error times |log p| adds less; about 1e-4 of a loss near ln(5) .. 10.
+ * Measured: <= 6e-7 relative.
+ */
+export const LOSS_TOL: Tolerance = { atol: 0, rtol: 1e-4 };
 
 /** Largest |value| of an array (0 for an empty one). */
 export function maxAbs(a: ArrayLike<number>): number {

@@ -13,10 +13,10 @@ import { SwavModel } from '../../src/swav/model.js';
 import { SwavQueue } from '../../src/swav/queue.js';
 import { SwavTrainer } from '../../src/swav/trainer.js';
 import * as R from '../../src/reference/index.js';
-import { TOL, type Tolerance } from '../../src/reference/compare.js';
+import { TOL } from '../../src/reference/compare.js';
 import { expectClose, randomInput, upload, useEngine } from '../helpers/gpu.js';
 import {
-  concatRowsRef, expectGrad, maxAbs, refSwavStep, type RefSwavLossOptions, type RefSwavShape,
+  CODE_TOL, LOSS_TOL, SCORE_TOL, expectGrad, maxAbs, refSwavStep, swavTargets, type RefSwavLossOptions, type RefSwavShape,
 } from './helpers.js';
 
 const engine = useEngine();
@@ -30,26 +30,6 @@ const LOSS: SwavLossOptions & RefSwavLossOptions = {
 };
 /** Float32 unit roundoff. */
 const U32 = 2 ** -24;
-
-/**
- * Scores are cosines (|s| <= 1) at the end of a float32 forward chain of about ten stages
- * (convolutions of k <= 18 terms, batch norms over <= 256 values, pooling, two linears, the
- * normalisation), each within the reduction tier 4 sqrt(n) u <= 4e-6: 2e-5 absolute covers
- * them added up. Measured: <= 4e-6.
- */
-const SCORE_TOL: Tolerance = { atol: 2e-5, rtol: 0 };
-/**
- * Codes are Sinkhorn's exp(s / eps) normalised; d q / d s = q (1 - q) / eps <= 1 / (4 eps) = 5,
- * so they inherit 5x the scores' error. Measured: <= 6e-6.
- */
-const CODE_TOL: Tolerance = { atol: 5 * SCORE_TOL.atol, rtol: 0 };
-/**
- * The loss: each row's cross-entropy moves by at most 2 max|ds| / T = 4e-4 for a score error
- * ds (log-softmax is 1-Lipschitz per entry in s / T, and the targets of a row sum to <= 2),
- * and the codes' error times |log p| adds less; about 1e-4 of a loss near ln(5) .. 10.
- * Measured: <= 6e-7 relative.
- */
-const LOSS_TOL: Tolerance = { atol: 0, rtol: 1e-4 };
 
 const isBnAffine = (name: string) => /(bn\d|downsample\.1|projection_head\.1)\.(weight|bias)$/
   .test(name);
@@ -174,6 +154,173 @@ describe('one SwAV step vs the float64 reference', () => {
     expect(r.ok, r.message).toBe(true);
   });
 });
+
+describe('codes and the queue', () => {
+  it('codes: rows sum to 1; with enough Sinkhorn iterations columns sum to B / K', async () => {
+    const e = engine();
+    const model = tinyModel(e, [1], 7);
+    model.normalizePrototypes();
+    const crops = fixedCrops(11);
+    const marginals = async (iterations: number) => {
+      const { scores } = model.embed(crops.map((c) => upload(e, c)));
+      const { codes } = swavLoss(scores, { ...LOSS, iterations });
+      return (await e.run([], codes)).map((q) => R.sinkhornMarginals(R.ref([B, K], q)));
+    };
+    // A row sum adds K float32 codes after the last (row) normalisation: the reduction tier.
+    const rowTol = TOL.f32Reduction(K);
+    const ones = R.full([B], 1);
+    for (const m of await marginals(LOSS.iterations)) {
+      expectClose(m.rowSums.data, ones, rowTol, 'row sums after 3 iterations');
+      // Three iterations leave the columns of this tiny batch visibly unequal (0.09 and
+      // 0.22 off), so the check below is not met by accident.
+      expect(maxAbs(m.colSums.data.map((v) => v - B / K))).toBeGreaterThan(0.05);
+    }
+    // Converged (measured: within 4e-7 of B / K from 100 iterations on); 1e-5 is the
+    // column's four float32 codes and the tail of the convergence.
+    for (const m of await marginals(100)) {
+      expectClose(m.rowSums.data, ones, rowTol, 'row sums after 100 iterations');
+      expectClose(m.colSums.data, R.full([K], B / K), { atol: 1e-5, rtol: 0 },
+        'column sums after 100 iterations');
+    }
+  });
+
+  it('a full queue changes the codes to Sinkhorn over the queue rows and the batch', async () => {
+    const e = engine();
+    const model = tinyModel(e, [1], 3);
+    model.normalizePrototypes();
+    const queue = new SwavQueue(e, 2 * B, D, LOSS.assign.length, B);
+    // Two earlier batches fill the queue (2 B rows per assignment crop).
+    const pushed: Float32Array[] = [];
+    for (const seed of [31, 41]) {
+      expect(queue.full).toBe(false);
+      expect(queue.scores(model.prototypes).every((s) => s === null)).toBe(true);
+      const { z } = model.embed(fixedCrops(seed).map((c) => upload(e, c)));
+      queue.push(z, LOSS.assign);
+      pushed.push((await e.run([], [z]))[0]);
+    }
+    expect(queue.full).toBe(true);
+    const crops = fixedCrops(51);
+    const { scores } = model.embed(crops.map((c) => upload(e, c)));
+    const plain = swavLoss(scores, LOSS);
+    const queueScores = queue.scores(model.prototypes);
+    const queued = swavLoss(scores, { ...LOSS, queueScores });
+    const out = await e.run([], [...plain.codes, ...queued.codes, queued.loss, scores,
+      model.prototypes, ...queue.tensors]);
+    const [p0, p1, q0, q1, lossV, scoresV, protoV, qt0, qt1] = out;
+
+    // Queue i holds, batch after batch, the embeddings of assignment crop i, copied.
+    [qt0, qt1].forEach((q, i) => pushed.forEach((z, k) => {
+      const crop = LOSS.assign[i];
+      expectClose(q.subarray(k * B * D, (k + 1) * B * D), z.subarray(crop * B * D,
+        (crop + 1) * B * D), TOL.exact, `queue ${i}, batch ${k}`);
+    }));
+    // The reference: the queued embeddings (float32, as stored) scored against the same
+    // prototypes in float64 and put before the batch's scores.
+    const protos = R.ref([K, D], protoV);
+    const refQueue = [qt0, qt1].map((q) => R.matmul(R.ref([2 * B, D], q), protos,
+      { transB: true }));
+    const scoresRef = R.ref([LOSS.crops * B, K], scoresV);
+    const ref = swavTargetsWith(scoresRef, refQueue);
+    expectClose(q0, ref.codes[0], CODE_TOL, 'codes of crop 0 with the queue');
+    expectClose(q1, ref.codes[1], CODE_TOL, 'codes of crop 1 with the queue');
+    const refLoss = R.softCrossEntropy(scoresRef, ref.targets, LOSS.temperature).mean *
+      LOSS.crops / (LOSS.assign.length * (LOSS.crops - 1));
+    expectClose(lossV, [refLoss], LOSS_TOL, 'loss with the queue');
+    // And they are not the batch-only codes: the queue moved each crop's codes.
+    [[p0, q0], [p1, q1]].forEach(([p, q], i) => {
+      expect(maxAbs(p.map((v, j) => v - q[j])), `crop ${i}: queue changes the codes`)
+        .toBeGreaterThan(0.01);
+    });
+  });
+});
+
+describe('SwavTrainer', () => {
+  /** 16 random 12x12 images: enough for 4 steps of 4 images. */
+  function syntheticImages(seed: number): ImageDataset {
+    const rng = R.mulberry32(seed);
+    const count = 16;
+    return {
+      images: Uint8Array.from({ length: count * 144 }, () => Math.floor(256 * rng())),
+      labels: new Uint8Array(count), count, height: 12, width: 12,
+    };
+  }
+
+  it('frozen prototypes do not move during the first N steps, then do', async () => {
+    const e = engine();
+    const FROZEN = 2;
+    const cfg: SwavConfig = {
+      ...defaultConfig, batchSize: B, epochs: 1, warmupEpochs: 0, seed: 3,
+      crops: [{ count: 2, size: 8, scale: [0.5, 1] }, { count: 2, size: 4, scale: [0.2, 0.5] }],
+      assign: [0, 1], width: 2, blocks: [1], hidden: 6, featDim: D, prototypes: K,
+      freezePrototypesSteps: FROZEN, mean: 0.5, std: 0.29,
+    };
+    const trainer = new SwavTrainer(e, cfg, syntheticImages(1));
+    try {
+      expect(trainer.totalSteps).toBe(4);
+      const P = trainer.model.prototypes;
+      const conv = trainer.model.backbone.conv1.weight;
+      const momentumKey = 'optim.prototypes.weight.momentum_buffer';
+      const init = await P.read();
+      let before = init;
+      let convBefore = await conv.read();
+      for (let step = 0; step < trainer.totalSteps; step++) {
+        const { result } = trainer.runStep();
+        expect(Number.isFinite((await result).loss), `step ${step} loss`).toBe(true);
+        const [after, convAfter] = await e.run([], [P, conv]);
+        const moved = maxAbs(after.map((v, i) => v - before[i]));
+        // The rest of the network trains at every step.
+        expect(maxAbs(convAfter.map((v, i) => v - convBefore[i])), `step ${step}: conv1 moves`)
+          .toBeGreaterThan(1e-4);
+        if (step < FROZEN) {
+          // Each step starts by rescaling the rows to unit length, so the first step
+          // leaves them normalised, and a frozen step changes nothing more than rounding
+          // a unit row again (the elementwise tier).
+          expectClose(after, R.l2Normalize(R.ref([K, D], init)), TOL.f32Elementwise,
+            `prototypes after frozen step ${step}`);
+          if (step > 0) expect(moved, `frozen step ${step}`).toBeLessThan(1e-6);
+          expect(momentumKey in trainer.optimizer.state(), 'no momentum while frozen')
+            .toBe(false);
+        } else {
+          // LARS moves each weight by about lr * trust ~ 1e-3 of its norm at these rates.
+          expect(moved, `step ${step}: prototypes move once unfrozen`).toBeGreaterThan(1e-4);
+          expect(momentumKey in trainer.optimizer.state()).toBe(true);
+        }
+        before = after;
+        convBefore = convAfter;
+      }
+    } finally {
+      trainer.dispose();
+    }
+  });
+
+  it('a short run on 256 Fashion-MNIST images lowers the loss', async () => {
+    // The default recipe (width 8, blocks [1, 1, 1], 2 x 28 + 2 x 14 crops, K = 100,
+    // prototypes frozen for the first 8 steps) at batch 32: 24 steps. Seeds 0, 1, 2 all
+    // went from ~5.6 (first three steps) to ~4.6 (last three), a margin of ~1 nat.
+    const e = engine();
+    const data = await loadFashionMnist(undefined, 'train', { limit: 256 });
+    const cfg: SwavConfig = { ...defaultConfig, batchSize: 32, epochs: 3,
+      freezePrototypesSteps: 8, seed: 0 };
+    const trainer = new SwavTrainer(e, cfg, data);
+    try {
+      expect(trainer.totalSteps).toBe(24);
+      const losses: number[] = [];
+      while (!trainer.done) losses.push((await trainer.runStep().result).loss);
+      expect(losses.every(Number.isFinite), `losses ${losses}`).toBe(true);
+      const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+      const first = mean(losses.slice(0, 3));
+      const last = mean(losses.slice(-3));
+      expect(last, `losses ${losses.map((l) => l.toFixed(3)).join(' ')}`).toBeLessThan(first);
+    } finally {
+      trainer.dispose();
+    }
+  });
+});
+
+/** swavTargets of the batch's scores with the queue's scores put first. */
+function swavTargetsWith(scores: R.RefTensor, queueScores: R.RefTensor[]) {
+  return swavTargets(scores, { ...LOSS, queueScores });
+}
 
 /** Parameter shapes of SwavModel for a width-2 backbone, hidden 6, featDim D, K prototypes. */
 function refParamShapes(shape: RefSwavShape): Map<string, number[]> {
