@@ -135,6 +135,8 @@ describe('the web page in headless Chromium', () => {
 
   it('trains SwAV live: the loss falls over a few steps', async (ctx) => {
     const p = needBrowser(ctx);
+    ctx.skip(!server!.dataDir, `no Fashion-MNIST at ${DEFAULT_FASHION_MNIST_DIR} ` +
+      '(Debian package dataset-fashion-mnist; tools/setup-system.sh installs it)');
     const losses = await p.evaluate((n) => window.swavgpuPage.train(n), TRAIN_STEPS);
     expect(losses.every(Number.isFinite), losses.join(', ')).toBe(true);
     // Each step sees other images, so compare the means of the first and last two.
@@ -181,16 +183,22 @@ describe('the web page in headless Chromium', () => {
     try {
       await embed.goto(`${server!.url}embed/`);
       await embed.waitForFunction(() =>
-        document.getElementById('out')?.textContent?.includes('p ='));
+        document.getElementById('out')?.textContent?.includes('z ='));
       const text = (await embed.textContent('#out'))!;
-      const got = JSON.parse(text.slice(text.indexOf('p = ') + 4)) as number[];
-      // The same unit in float64: sigmoid(sum_j x_ij w_j + 0.1).
+      const got = (JSON.parse(text.slice(text.indexOf('z = ') + 4)) as number[][]).flat();
+      // The example's model in float64: l2Normalize(relu(x W1 + b1) W2).
       const x = [[1, 2, 3], [0, 1, 0], [-1, -2, 0], [0.5, 0.5, 0.5]];
-      const w = [0.5, -0.25, 0.125];
-      const want = x.map((r) =>
-        1 / (1 + Math.exp(-(r.reduce((s, v, j) => s + v * w[j], 0) + 0.1))));
+      const w1 = [[0.5, -0.25, 0.125, 1, -1], [0.75, 0.5, -0.5, 0.25, 0],
+        [-0.25, 1, 0.5, -0.75, 0.25]];
+      const b1 = [0.1, 0, -0.1, 0.2, 0];
+      const w2 = [[1, 0], [0, 1], [0.5, 0.5], [-0.5, 0.5], [1, -1]];
+      const want = x.flatMap((row) => {
+        const h = b1.map((b, j) => Math.max(0, row.reduce((s, v, k) => s + v * w1[k][j], b)));
+        const z = [0, 1].map((c) => h.reduce((s, v, j) => s + v * w2[j][c], 0));
+        return z.map((v) => v / Math.hypot(...z));
+      });
       // Printed to 4 decimals.
-      const r = compare(got, want, { atol: 5e-5, rtol: 0, name: 'embed example p' });
+      const r = compare(got, want, { atol: 5e-5, rtol: 0, name: 'embed example z' });
       expect(r.ok, r.message).toBe(true);
     } finally {
       await embed.close();
