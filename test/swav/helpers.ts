@@ -33,6 +33,13 @@ function accumulate(v: Var, g: RefTensor): void {
  */
 export class RefTape {
   private backs: (() => void)[] = [];
+  /**
+   * How far the forward stayed from the kinks of its piecewise-linear ops: the smallest
+   * |input| of a ReLU and the smallest gap between the largest and the second largest value
+   * of a max-pooling window. Finite differences with a step that could cross a kink measure
+   * a different one-sided slope, so their tests require this to be well above the step.
+   */
+  kinkDistance = Infinity;
 
   leaf(value: RefTensor): Var {
     return { value, grad: null };
@@ -67,6 +74,7 @@ export class RefTape {
   }
 
   relu(x: Var): Var {
+    for (const v of x.value.data) this.kinkDistance = Math.min(this.kinkDistance, Math.abs(v));
     return this.op(relu(x.value), (dy) => accumulate(x, reluBackward(dy, x.value)));
   }
 
@@ -79,6 +87,7 @@ export class RefTape {
   }
 
   maxPool2d(x: Var, opts: MaxPool2dOptions): Var {
+    this.kinkDistance = Math.min(this.kinkDistance, maxPoolGap(x.value, opts));
     return this.op(maxPool2d(x.value, opts),
       (dy) => accumulate(x, maxPool2dBackward(dy, x.value, opts)));
   }
@@ -159,6 +168,46 @@ export class RefTape {
   }
 }
 
+/**
+ * The smallest gap between the largest and the second largest value of any max-pooling
+ * window (padding excluded). A tie of exact zeros (a window of ReLU-dead units) is no kink:
+ * those stay 0 under a small step, so it does not count.
+ */
+function maxPoolGap(x: RefTensor, opts: MaxPool2dOptions): number {
+  const [N, C, H, W] = x.shape;
+  const [kh, kw] = opts.kernel;
+  const [sh, sw] = opts.stride ?? opts.kernel;
+  const [ph, pw] = opts.padding ?? [0, 0];
+  const OH = Math.floor((H + 2 * ph - kh) / sh) + 1;
+  const OW = Math.floor((W + 2 * pw - kw) / sw) + 1;
+  let gap = Infinity;
+  for (let nc = 0; nc < N * C; nc++) {
+    for (let oh = 0; oh < OH; oh++) {
+      for (let ow = 0; ow < OW; ow++) {
+        let first = -Infinity;
+        let second = -Infinity;
+        for (let i = 0; i < kh; i++) {
+          const h = oh * sh - ph + i;
+          for (let j = 0; j < kw; j++) {
+            const w = ow * sw - pw + j;
+            if (h < 0 || h >= H || w < 0 || w >= W) continue;
+            const v = x.data[(nc * H + h) * W + w];
+            if (v > first) {
+              second = first;
+              first = v;
+            } else if (v > second) {
+              second = v;
+            }
+          }
+        }
+        if (second === -Infinity || (first === 0 && second === 0)) continue;
+        gap = Math.min(gap, first - second);
+      }
+    }
+  }
+  return gap;
+}
+
 /** Rows [start, end) of a [N, ...] reference tensor (a copy). */
 export function sliceRowsRef(t: RefTensor, start: number, end: number): RefTensor {
   const row = t.data.length / t.shape[0];
@@ -235,6 +284,8 @@ export interface RefSwavResult {
   targets: RefTensor;
   /** d loss / d parameter, by the GPU model's parameter names; only when asked. */
   grads: Map<string, RefTensor>;
+  /** RefTape.kinkDistance of the forward. */
+  kinkDistance: number;
 }
 
 /**
@@ -303,7 +354,7 @@ export function refSwavStep(params: Map<string, RefTensor>, shape: RefSwavShape,
     }
   }
   return { loss: loss.value.data[0], scores: scores.value, z: z.value,
-    codes: computed?.codes ?? [], targets, grads };
+    codes: computed?.codes ?? [], targets, grads, kinkDistance: tape.kinkDistance };
 }
 
 /**
@@ -315,7 +366,8 @@ export function refSwavStep(params: Map<string, RefTensor>, shape: RefSwavShape,
 export const SCORE_TOL: Tolerance = { atol: 2e-5, rtol: 0 };
 /**
  * Codes are Sinkhorn's exp(s / eps) rescaled by rows and columns; like a softmax at
- * temperature eps, d q / d s ~ q (1 - q) / eps <= 1 / (4 eps) = 5: 5x the scores' error. Measured: <= 6e-6.
+ * temperature eps, d q / d s ~ q (1 - q) / eps <= 1 / (4 eps) = 5: 5x the scores' error.
+ * Measured: <= 6e-6.
  */
 export const CODE_TOL: Tolerance = { atol: 5 * SCORE_TOL.atol, rtol: 0 };
 /**
