@@ -1,15 +1,16 @@
 // Float64 reference of SwAV's networks for the end-to-end tests: a tape of src/reference ops
 // whose backward chains the reference backward rules by hand, the swapped-prediction loss,
-// and a reference SwavModel with the same parameter names as the GPU one.
+// a reference SwavModel with the same parameter names as the GPU one, and the tolerances
+// the GPU's scores, codes, loss and gradients are held to.
 
 import {
   type Conv2dOptions, type MaxPool2dOptions, type RefTensor, addBackward, add as refAdd,
   batchNormBackward, batchNormTrain, conv2d, conv2dBackwardBias, conv2dBackwardInput,
   conv2dBackwardWeight, globalAvgPool, globalAvgPoolBackward, l2Normalize,
   l2NormalizeBackward, matmul, matmulBackward, maxPool2d, maxPool2dBackward, relu,
-  reluBackward, sinkhorn, softCrossEntropy, softCrossEntropyBackward, zeros,
+  reluBackward, sinkhorn, softCrossEntropy, softCrossEntropyBackward, TOL, type Tolerance,
+  zeros,
 } from '../../src/reference/index.js';
-import { TOL, type Tolerance } from '../../src/reference/compare.js';
 import { expectClose } from '../helpers/gpu.js';
 
 /** A value on the tape and the gradient of the final scalar with respect to it. */
