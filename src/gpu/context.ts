@@ -8,7 +8,7 @@
 
 import { debug, debugLevel } from './debug.js';
 import { BindingError, DeviceLostError, LimitError, ShaderError } from './errors.js';
-import { BufferPool } from './pool.js';
+import { BufferPool, type PoolStats } from './pool.js';
 import { reflectShader, type EntryInfo, type ShaderInfo } from './reflect.js';
 
 /** Returns the WGSL text of `shaders/<name>.wgsl`. */
@@ -116,6 +116,12 @@ export class GpuContext {
 
   get lost(): boolean {
     return this.lostMessage !== null;
+  }
+
+  /** The three pools' counts: tensors, per-submission uniforms and readback staging. */
+  get poolStats(): { tensor: PoolStats; uniforms: PoolStats; readback: PoolStats } {
+    return { tensor: this.pool.stats, uniforms: this.uniformPool.stats,
+      readback: this.stagingPool.stats };
   }
 
   checkAlive(what: string): void {

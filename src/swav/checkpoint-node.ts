@@ -10,8 +10,10 @@ import type { ParsedSafetensors } from '../io/safetensors.js';
 import type { Tensor } from '../graph/tensor.js';
 import type { SwavConfig } from './config.js';
 import type { SwavTrainer, TrainerPosition } from './trainer.js';
+import { STEP_KEY } from '../optim/optimizer.js';
 import { join } from 'node:path';
 import { statSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
 
 export const CONFIG_KEY = 'swavgpu.config';
 export const POSITION_KEY = 'swavgpu.position';
@@ -28,17 +30,133 @@ export async function readTensors(engine: Engine, tensors: Record<string, Tensor
   return out;
 }
 
-export async function saveTrainerCheckpoint(dir: string, trainer: SwavTrainer,
+/** A trainer's whole state on the CPU, read in one submission: what a checkpoint holds. */
+export interface TrainerSnapshot {
+  step: number;
+  config: SwavConfig;
+  position: TrainerPosition;
+  tensors: Record<string, SafeTensor>;
+}
+
+/**
+ * Reads the trainer's state tensors and position. The position is taken when the read is
+ * recorded, so both describe the state after the same step.
+ */
+export async function snapshotTrainer(trainer: SwavTrainer): Promise<TrainerSnapshot> {
+  const state = trainer.stateTensors();
+  const position = trainer.position();
+  const step = trainer.step;
+  try {
+    const tensors = await readTensors(trainer.engine, state);
+    // A device lost while the copies ran gives no values worth saving, whatever came back.
+    trainer.engine.gpu.checkAlive('checkpoint read');
+    return { step, config: trainer.cfg, position, tensors };
+  } finally {
+    // Optimizer.state() makes a fresh one-value leaf for the step count at every call;
+    // returning it at once keeps the pool flat across checkpoints.
+    state[STEP_KEY]?.dispose();
+  }
+}
+
+/**
+ * The first NaN or infinity among float tensors, in key order: name, flat index and value
+ * (integer data is always finite; F16 travels as raw bits and is not looked into).
+ */
+export function firstNonFinite(tensors: Record<string, { data: ArrayLike<number | bigint> }>):
+  { name: string; index: number; value: number } | null {
+  for (const [name, t] of Object.entries(tensors)) {
+    const d = t.data;
+    if (!(d instanceof Float32Array || d instanceof Float64Array)) continue;
+    for (let i = 0; i < d.length; i++) {
+      if (!Number.isFinite(d[i])) return { name, index: i, value: d[i] };
+    }
+  }
+  return null;
+}
+
+/** Refused to write a checkpoint: its state holds a non-finite value. */
+export class NonFiniteStateError extends Error {
+  override name = 'NonFiniteStateError';
+  constructor(readonly step: number, readonly tensor: string, readonly index: number,
+    readonly value: number) {
+    super(`state after step ${step - 1}: ${tensor} holds ${value} at element ${index}; ` +
+      'no checkpoint was written');
+  }
+}
+
+/**
+ * Writes a snapshot as `ckpt-<step>.safetensors` (atomically, with its checksum) and
+ * prunes to the `keep` newest. A snapshot holding NaN or infinity is refused, so the
+ * newest checkpoint on disk is always a state training can continue from.
+ */
+export async function writeTrainerCheckpoint(dir: string, snap: TrainerSnapshot,
   keep = 3): Promise<string> {
-  const tensors = await readTensors(trainer.engine, trainer.stateTensors());
-  const path = join(dir, checkpointName(trainer.step));
-  await saveCheckpoint(path, tensors, {
-    [CONFIG_KEY]: JSON.stringify(trainer.cfg),
-    [POSITION_KEY]: JSON.stringify(trainer.position()),
+  const bad = firstNonFinite(snap.tensors);
+  if (bad) throw new NonFiniteStateError(snap.step, bad.name, bad.index, bad.value);
+  const path = join(dir, checkpointName(snap.step));
+  await saveCheckpoint(path, snap.tensors, {
+    [CONFIG_KEY]: JSON.stringify(snap.config),
+    [POSITION_KEY]: JSON.stringify(snap.position),
     format: 'pt',
   });
   await pruneCheckpoints(dir, keep);
   return path;
+}
+
+export async function saveTrainerCheckpoint(dir: string, trainer: SwavTrainer,
+  keep = 3): Promise<string> {
+  return writeTrainerCheckpoint(dir, await snapshotTrainer(trainer), keep);
+}
+
+/**
+ * Puts a snapshot back into a live trainer (the NaN diagnosis replays from one). Unlike a
+ * fresh process, this trainer may already hold optimizer state the snapshot lacks (a
+ * momentum buffer created after it was taken): such state is reset to the zeros it was
+ * created with, and the optimizer's step count to the snapshot's step.
+ */
+export function restoreSnapshot(trainer: SwavTrainer, snap: TrainerSnapshot): void {
+  const values: Record<string, Float32Array> = {};
+  for (const [name, t] of Object.entries(snap.tensors)) values[name] = t.data as Float32Array;
+  const now = trainer.optimizer.state();
+  for (const [name, t] of Object.entries(now)) {
+    if (name === STEP_KEY) values[name] ??= Float32Array.of(snap.step);
+    else values[name] ??= new Float32Array(t.size);
+  }
+  now[STEP_KEY]?.dispose();
+  trainer.load(values, snap.position);
+}
+
+/** Temporary files (`<name>.tmp-<pid>-<hex>`) left in `dir` by processes no longer alive. */
+export async function removeStaleTemps(dir: string,
+  onRemove?: (path: string) => void): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name);
+    if (!m) continue;
+    const pid = Number(m[1]);
+    if (pid === process.pid || isAlive(pid)) continue;
+    const path = join(dir, name);
+    await rm(path, { force: true });
+    onRemove?.(path);
+    removed.push(path);
+  }
+  return removed;
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: the process exists but belongs to someone else.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export interface LoadedRun {

@@ -1,15 +1,31 @@
 // The Node training loop: data from disk, progress on the terminal, metrics as JSON lines,
 // atomic checkpoints, resume, a loss plot, and a clean stop on NaN or a lost device.
 
-import { mkdirSync, readFileSync, writeFileSync, existsSync, appendFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Engine } from '../graph/engine.js';
+import type { Tensor } from '../graph/tensor.js';
+import { DeviceLostError } from '../gpu/errors.js';
 import { loadFashionMnist } from '../data/fashion-node.js';
-import { findLatestCheckpoint } from '../io/checkpoint-node.js';
+import { findLatestCheckpoint, writeFileAtomic } from '../io/checkpoint-node.js';
+import { STEP_KEY } from '../optim/optimizer.js';
 import { SwavTrainer, type StepResult } from './trainer.js';
 import { validateConfig, type SwavConfig } from './config.js';
-import { latestRun, saveTrainerCheckpoint } from './checkpoint-node.js';
+import {
+  firstNonFinite, latestRun, removeStaleTemps, restoreSnapshot, snapshotTrainer,
+  writeTrainerCheckpoint, type TrainerSnapshot,
+} from './checkpoint-node.js';
 import { lossCurveSvg } from './plot.js';
+
+/** Called around the steps of trainSwav; tests inject faults here. */
+export interface TrainHooks {
+  /**
+   * Before step `step` is recorded, in the run and again when a NaN diagnosis replays that
+   * step, so a fault injected here (a NaN written into a tensor, a destroyed device)
+   * happens at the same point both times.
+   */
+  beforeStep?: (trainer: SwavTrainer, step: number) => void;
+}
 
 export interface TrainOptions {
   config: SwavConfig;
@@ -21,6 +37,12 @@ export interface TrainOptions {
   quiet: boolean;
   /** Where progress goes (default: stderr). */
   log?: (line: string, live?: boolean) => void;
+  /**
+   * Stop once the global step count reaches this, as the time budget does: a checkpoint
+   * is written and --resume continues (default: run to the end).
+   */
+  stopAtStep?: number;
+  hooks?: TrainHooks;
 }
 
 export interface TrainSummary {
@@ -32,10 +54,19 @@ export interface TrainSummary {
   stoppedEarly: boolean;
 }
 
+/** What stopped a run; `step` and `tensor` are set where one step and tensor are to blame. */
 export class TrainingError extends Error {
-  constructor(message: string) {
+  constructor(message: string, readonly details: { step?: number; tensor?: string;
+    checkpoint?: string } = {}) {
     super(message);
     this.name = 'TrainingError';
+  }
+}
+
+/** Raised inside the loop when step `step` gave a non-finite loss or state. */
+class NonFiniteDetected extends Error {
+  constructor(readonly step: number, readonly what: string) {
+    super(`step ${step}: ${what}`);
   }
 }
 
@@ -50,16 +81,54 @@ function defaultLog(line: string, live = false): void {
   else process.stderr.write(`${line}\n`);
 }
 
+/** Metric rows of the steps before `step`; a line cut short by a kill is dropped. */
+function keptMetrics(path: string, step: number): string[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter((line) => {
+    try {
+      const row = JSON.parse(line) as { step?: unknown };
+      return typeof row.step === 'number' && row.step < step;
+    } catch {
+      return false;
+    }
+  });
+}
+
+function firstBadValue(v: ArrayLike<number>): number {
+  for (let i = 0; i < v.length; i++) if (!Number.isFinite(v[i])) return i;
+  return -1;
+}
+
+/** Marks a promise as handled, so one abandoned by a failure cannot crash the process. */
+function settled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
+interface InFlight {
+  step: number;
+  result: Promise<StepResult>;
+  /** The parameters after the step, read every few steps to catch a NaN the loss hides. */
+  params: Promise<Float32Array[]> | null;
+}
+
 export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<TrainSummary> {
   const log = opts.log ?? defaultLog;
   mkdirSync(opts.out, { recursive: true });
   let config = validateConfig(opts.config);
+  const stopAt = opts.stopAtStep;
+  if (stopAt !== undefined && !(Number.isSafeInteger(stopAt) && stopAt >= 0)) {
+    throw new TrainingError(`stopAtStep must be an integer >= 0, got ${stopAt}`);
+  }
   const skipped = (p: string, why: string) => log(`skipping ${p}: ${why}`);
   const resumed = opts.resume ? await latestRun(opts.out, skipped) : null;
   if (opts.resume && !resumed) log(`no checkpoint in ${opts.out}: starting from step 0`);
   if (!opts.resume && await findLatestCheckpoint(opts.out)) {
     throw new TrainingError(`${opts.out} already holds checkpoints: pass --resume to ` +
       `continue that run, or choose another --out`);
+  }
+  if (opts.resume) {
+    await removeStaleTemps(opts.out, (p) => log(`removed ${p}, left by a write that did not finish`));
   }
   if (resumed) config = validateConfig({ ...resumed.config, timeBudget: config.timeBudget });
 
@@ -72,11 +141,11 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
   }
   const metricsPath = join(opts.out, 'metrics.jsonl');
   // Keep the metrics of the steps before the resumed one; drop any written after it.
-  const kept = existsSync(metricsPath) && resumed ? readFileSync(metricsPath, 'utf8')
-    .split('\n').filter((l) => l && (JSON.parse(l) as StepResult).step < trainer.step) : [];
-  writeFileSync(metricsPath, kept.map((l) => `${l}\n`).join(''));
+  const kept = resumed ? keptMetrics(metricsPath, trainer.step) : [];
+  await writeFileAtomic(metricsPath, Buffer.from(kept.map((l) => `${l}\n`).join('')));
   const history = kept.map((l) => JSON.parse(l) as { step: number; loss: number });
-  writeFileSync(join(opts.out, 'config.json'), `${JSON.stringify(config, null, 2)}\n`);
+  await writeFileAtomic(join(opts.out, 'config.json'),
+    Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
 
   const B = config.batchSize;
   const startStep = trainer.step;
@@ -88,11 +157,20 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
   log(`training ${trainer.model.parameterCount()} parameters on ${data.count} images: ` +
     `${trainer.totalSteps} steps of ${B} (${trainer.stepsPerEpoch} per epoch), ` +
     `from step ${trainer.step}`);
+  const params = trainer.model.namedParameters();
 
-  const handle = (r: StepResult) => {
-    if (!Number.isFinite(r.loss)) {
-      throw new TrainingError(`loss is ${r.loss} at step ${r.step} (epoch ${r.epoch}); ` +
-        `training stopped. The last good checkpoint is ${checkpoint || 'none (none was written)'}`);
+  const handle = async (f: InFlight) => {
+    const r = await f.result;
+    if (!Number.isFinite(r.loss)) throw new NonFiniteDetected(r.step, `the loss is ${r.loss}`);
+    if (f.params) {
+      const values = await f.params;
+      for (const [k, v] of values.entries()) {
+        const i = firstBadValue(v);
+        if (i >= 0) {
+          throw new NonFiniteDetected(r.step, `parameter ${params[k][0]} holds ${v[i]} at ` +
+            `element ${i} after it (the loss, ${r.loss}, was finite)`);
+        }
+      }
     }
     last = r;
     const now = performance.now();
@@ -114,35 +192,85 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
     else if (r.step % Math.max(config.logEvery * 10, 50) === 0) log(line);
   };
 
+  // The state a NaN diagnosis replays from: the newest checkpoint's, or the start's.
+  let good: TrainerSnapshot = await snapshotTrainer(trainer);
   const save = async () => {
-    checkpoint = await saveTrainerCheckpoint(opts.out, trainer);
-    writeFileSync(join(opts.out, 'loss.svg'), lossCurveSvg(history, config.prototypes));
+    const snap = await snapshotTrainer(trainer);
+    const bad = firstNonFinite(snap.tensors);
+    if (bad) {
+      throw new NonFiniteDetected(snap.step - 1, `${bad.name} holds ${bad.value} at element ` +
+        `${bad.index} after it, found when reading it for a checkpoint`);
+    }
+    checkpoint = await writeTrainerCheckpoint(opts.out, snap);
+    good = snap;
+    await writeFileAtomic(join(opts.out, 'loss.svg'),
+      Buffer.from(lossCurveSvg(history, config.prototypes)));
   };
 
-  let inFlight: Promise<StepResult> | null = null;
+  const submit = (): InFlight => {
+    opts.hooks?.beforeStep?.(trainer, trainer.step);
+    const { step, result } = trainer.runStep();
+    // Every logEvery steps the parameters come back too: a NaN can hide from the loss
+    // (a max() in a kernel drops it), but not from the values it lands in.
+    const probe = (step + 1) % config.logEvery === 0 ?
+      settled(engine.run([], params.map(([, t]) => t))) : null;
+    return { step, result: settled(result), params: probe };
+  };
+
+  let inFlight: InFlight | null = null;
   try {
-    while (!trainer.done) {
-      const { step, result } = trainer.runStep();
+    while (!trainer.done && !(stopAt !== undefined && trainer.step >= stopAt)) {
       // One step stays in flight: the GPU works on step s while step s-1's values are read.
-      if (inFlight) handle(await inFlight);
-      inFlight = result;
+      const prev: InFlight | null = inFlight;
+      inFlight = submit();
+      if (prev) await handle(prev);
+      const step = inFlight.step;
       const every = config.checkpointEvery;
       const boundary = (step + 1) % trainer.stepsPerEpoch === 0 ||
         (every > 0 && (step + 1) % every === 0);
       const overTime = config.timeBudget > 0 && (performance.now() - t0) / 1000 > config.timeBudget;
-      if (boundary || overTime || trainer.done) {
-        handle(await inFlight);
+      const atStop = stopAt !== undefined && trainer.step >= stopAt;
+      if (boundary || overTime || atStop || trainer.done) {
+        await handle(inFlight);
         inFlight = null;
         await save();
       }
-      if (overTime && !trainer.done) {
+      if ((overTime || atStop) && !trainer.done) {
         stoppedEarly = true;
-        log(`\ntime budget of ${config.timeBudget} s reached at step ${trainer.step}; ` +
-          `checkpoint written, --resume continues`);
+        log(`\n${overTime ? `time budget of ${config.timeBudget} s` : `step ${stopAt}`} ` +
+          `reached at step ${trainer.step}; checkpoint written, --resume continues`);
         break;
       }
     }
-    if (inFlight) handle(await inFlight);
+    if (inFlight) await handle(inFlight);
+    inFlight = null;
+  } catch (e) {
+    // Let what is still on the GPU finish before anything else is recorded.
+    const pending: InFlight | null = inFlight;
+    if (pending) await Promise.allSettled([pending.result, pending.params]);
+    const where = `the last good checkpoint is ${checkpoint || 'none (none was written)'}`;
+    if (engine.gpu.lost || e instanceof DeviceLostError) {
+      throw new TrainingError(`the GPU device was lost near step ${pending?.step ??
+        trainer.step - 1}: ${(e as Error).message}. Training stopped; ${where}, and --resume ` +
+        'continues from it on a working device', { checkpoint });
+    }
+    if (!(e instanceof NonFiniteDetected)) throw e;
+    log(`\nnon-finite values after step ${e.step}; replaying from step ${good.step} to find ` +
+      'the first bad tensor');
+    let found: Finding | null = null;
+    let failure = '';
+    try {
+      found = await findFirstNonFinite(trainer, good, e.step, opts.hooks);
+    } catch (err) {
+      failure = ` (the replay failed: ${(err as Error).message})`;
+    }
+    const first = found ? `The first non-finite value came at step ${found.step}, in ` +
+      `${found.tensor}: ${found.detail}` : `The replay from step ${good.step} ` +
+      (failure || 'stayed finite, so the fault did not come back (an outside write or a ' +
+        'hardware fault?)');
+    throw new TrainingError(`training stopped at step ${e.step}: ${e.what}. ${first}. ` +
+      `${where[0].toUpperCase()}${where.slice(1)}`,
+      { step: found?.step ?? e.step, tensor: found?.tensor, checkpoint });
   } finally {
     if (!opts.quiet) log('');
     trainer.dispose();
@@ -154,4 +282,134 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
     `images/s); final loss ${finalLoss.toFixed(4)}; checkpoint ${checkpoint}`);
   return { steps, finalLoss, seconds, imagesPerSecond: (steps * B) / seconds, checkpoint,
     stoppedEarly };
+}
+
+// ---- NaN diagnosis ----------------------------------------------------------------------
+
+interface Finding {
+  step: number;
+  /** The tensor, e.g. `softCrossEntropyBackward#812 [16, 5]` or a parameter's name. */
+  tensor: string;
+  detail: string;
+}
+
+interface Captured {
+  op: string;
+  inputs: Tensor[];
+  outputs: Tensor[];
+  mutates: Tensor[];
+}
+
+/**
+ * Runs `fn` with every node it records captured and its outputs kept (not returned to
+ * the pool), for the diagnosis to read them all afterwards. The engine's own record() is
+ * wrapped on this instance for the call and restored after.
+ */
+function captureNodes<T>(engine: Engine, fn: () => T): { value: T; nodes: Captured[] } {
+  const nodes: Captured[] = [];
+  const original = engine.record;
+  engine.record = (spec) => {
+    const outputs = original.call(engine, spec);
+    for (const t of outputs) t.keep();
+    nodes.push({ op: spec.op, inputs: spec.inputs, outputs, mutates: spec.mutates ?? [] });
+    return outputs;
+  };
+  try {
+    return { value: fn(), nodes };
+  } finally {
+    delete (engine as { record?: unknown }).record;
+  }
+}
+
+/**
+ * Replays steps from the snapshot `good` up to `lastStep`, reading the whole state after
+ * each; at the first step whose loss or state is not finite, goes back to the state
+ * before it and reruns it with every intermediate kept, and names the first tensor, in
+ * creation order, holding a NaN or an infinity. Replays are exact (a resumed run repeats
+ * the same values bit for bit), so the fault comes back unless it came from outside.
+ */
+async function findFirstNonFinite(trainer: SwavTrainer, good: TrainerSnapshot,
+  lastStep: number, hooks?: TrainHooks): Promise<Finding | null> {
+  const engine = trainer.engine;
+  restoreSnapshot(trainer, good);
+  let before = good;
+  for (let step = good.step; step <= lastStep; step++) {
+    hooks?.beforeStep?.(trainer, step);
+    const r = await trainer.runStep().result;
+    const after = await snapshotTrainer(trainer);
+    if (Number.isFinite(r.loss) && !firstNonFinite(after.tensors)) {
+      before = after;
+      continue;
+    }
+    // Step `step` goes bad: rerun it from the state before it, keeping everything.
+    restoreSnapshot(trainer, before);
+    hooks?.beforeStep?.(trainer, step);
+    const start = await snapshotTrainer(trainer);
+    const leaf = firstNonFinite(start.tensors);
+    if (leaf) {
+      return { step, tensor: leaf.name, detail: `it held ${leaf.value} at element ` +
+        `${leaf.index} before any op of the step ran (written from outside the step)` };
+    }
+    const { nodes } = captureNodes(engine, () => trainer.runStep());
+    const outputs = nodes.flatMap((n) => n.outputs);
+    const values = await engine.run([], outputs);
+    const names = stateNames(trainer);
+    try {
+      return describeFirst(names, nodes, values, step) ??
+        await afterUpdates(trainer, names, nodes, step);
+    } finally {
+      for (const t of outputs) t.dispose();
+    }
+  }
+  return null;
+}
+
+/** Names of the trainer's state tensors (parameters, buffers, optimizer slots, queue). */
+function stateNames(trainer: SwavTrainer): Map<Tensor, string> {
+  const state = trainer.stateTensors();
+  const names = new Map<Tensor, string>();
+  for (const [name, t] of Object.entries(state)) {
+    // The step count is a fresh leaf per call (see snapshotTrainer): return it at once.
+    if (name === STEP_KEY) t.dispose();
+    else names.set(t, name);
+  }
+  return names;
+}
+
+/** The first captured output holding a NaN or an infinity, in creation order. */
+function describeFirst(names: Map<Tensor, string>, nodes: Captured[], values: Float32Array[],
+  step: number): Finding | null {
+  // An optimizer update reads a parameter's gradient as its first input.
+  const gradientOf = new Map<Tensor, string>();
+  for (const n of nodes) {
+    if (n.mutates.length && /Update$/.test(n.op) && n.inputs[0]) {
+      gradientOf.set(n.inputs[0], names.get(n.mutates[0]) ?? n.mutates[0].describe());
+    }
+  }
+  let k = 0;
+  for (const [i, n] of nodes.entries()) {
+    for (const [j, t] of n.outputs.entries()) {
+      const v = values[k++];
+      const at = firstBadValue(v);
+      if (at < 0) continue;
+      const gradient = gradientOf.get(t);
+      const inputs = n.inputs.map((x) => names.get(x) ?? x.describe()).join(', ');
+      return { step, tensor: t.describe(), detail: `${gradient ? `the gradient of ` +
+        `${gradient}, ` : ''}output ${j} of '${n.op}' (inputs: ${inputs}), node ${i + 1} of ` +
+        `the ${nodes.length} the step recorded; its element ${at} is ${v[at]}, and every ` +
+        'value computed before it in the step was finite' };
+    }
+  }
+  return null;
+}
+
+/** When every intermediate was finite: the first state tensor an in-place update broke. */
+async function afterUpdates(trainer: SwavTrainer, names: Map<Tensor, string>,
+  nodes: Captured[], step: number): Promise<Finding | null> {
+  const bad = firstNonFinite((await snapshotTrainer(trainer)).tensors);
+  if (!bad) return null;
+  const writer = nodes.find((n) => n.mutates.some((t) => names.get(t) === bad.name));
+  return { step, tensor: bad.name, detail: `its in-place update` +
+    `${writer ? ` ('${writer.op}')` : ''} wrote ${bad.value} at element ${bad.index} from ` +
+    'inputs that were all finite' };
 }
