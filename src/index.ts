@@ -1,4 +1,5 @@
 // The platform-free public API, re-exported by the Node and browser entries.
+/// <reference types="@webgpu/types" preserve="true" />
 
 export { Engine } from './graph/engine.js';
 export type { RecordSpec, RunStats } from './graph/engine.js';
