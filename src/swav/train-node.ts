@@ -128,7 +128,8 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
       `continue that run, or choose another --out`);
   }
   if (opts.resume) {
-    await removeStaleTemps(opts.out, (p) => log(`removed ${p}, left by a write that did not finish`));
+    await removeStaleTemps(opts.out,
+      (p) => log(`removed ${p}, left by a write that did not finish`));
   }
   if (resumed) config = validateConfig({ ...resumed.config, timeBudget: config.timeBudget });
 
@@ -193,7 +194,7 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
   };
 
   // The state a NaN diagnosis replays from: the newest checkpoint's, or the start's.
-  let good: TrainerSnapshot = await snapshotTrainer(trainer);
+  let good: TrainerSnapshot | null = null;
   const save = async () => {
     const snap = await snapshotTrainer(trainer);
     const bad = firstNonFinite(snap.tensors);
@@ -219,6 +220,7 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
 
   let inFlight: InFlight | null = null;
   try {
+    good = await snapshotTrainer(trainer);
     while (!trainer.done && !(stopAt !== undefined && trainer.step >= stopAt)) {
       // One step stays in flight: the GPU works on step s while step s-1's values are read.
       const prev: InFlight | null = inFlight;
@@ -244,6 +246,7 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
     }
     if (inFlight) await handle(inFlight);
     inFlight = null;
+    if (stopAt !== undefined && trainer.step >= stopAt && !trainer.done) stoppedEarly = true;
   } catch (e) {
     // Let what is still on the GPU finish before anything else is recorded.
     const pending: InFlight | null = inFlight;
@@ -254,20 +257,20 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
         trainer.step - 1}: ${(e as Error).message}. Training stopped; ${where}, and --resume ` +
         'continues from it on a working device', { checkpoint });
     }
-    if (!(e instanceof NonFiniteDetected)) throw e;
+    if (!(e instanceof NonFiniteDetected) || !good) throw e;
     log(`\nnon-finite values after step ${e.step}; replaying from step ${good.step} to find ` +
       'the first bad tensor');
     let found: Finding | null = null;
-    let failure = '';
+    let first: string;
     try {
       found = await findFirstNonFinite(trainer, good, e.step, opts.hooks);
+      first = found ? `The first non-finite value came at step ${found.step}, in ` +
+        `${found.tensor}: ${found.detail}` : `The replay from step ${good.step} stayed ` +
+        'finite, so the fault did not come back (an outside write or a hardware fault?)';
     } catch (err) {
-      failure = ` (the replay failed: ${(err as Error).message})`;
+      first = `Replaying from step ${good.step} to find the first bad tensor failed: ` +
+        (err as Error).message;
     }
-    const first = found ? `The first non-finite value came at step ${found.step}, in ` +
-      `${found.tensor}: ${found.detail}` : `The replay from step ${good.step} ` +
-      (failure || 'stayed finite, so the fault did not come back (an outside write or a ' +
-        'hardware fault?)');
     throw new TrainingError(`training stopped at step ${e.step}: ${e.what}. ${first}. ` +
       `${where[0].toUpperCase()}${where.slice(1)}`,
       { step: found?.step ?? e.step, tensor: found?.tensor, checkpoint });

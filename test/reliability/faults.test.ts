@@ -1,0 +1,150 @@
+// Faults during training: a NaN or infinity (in the loss, in a gradient the loss hides, or
+// written into a parameter from outside) stops the run with the step and the first tensor
+// that went bad, and no checkpoint is written after it; a lost device stops it with a
+// clear message, the checkpoint kept, and --resume continues on a new device.
+
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createEngine } from '../../src/node.js';
+import { DEFAULT_FASHION_MNIST_DIR } from '../../src/data/fashion-node.js';
+import { checkpointStep, findLatestCheckpoint } from '../../src/io/checkpoint-node.js';
+import { defaultConfig, validateConfig, type SwavConfig } from '../../src/swav/config.js';
+import { firstNonFinite } from '../../src/swav/checkpoint-node.js';
+import { trainSwav, TrainingError, type TrainOptions } from '../../src/swav/train-node.js';
+import { useEngine } from '../helpers/gpu.js';
+
+const engine = useEngine();
+const work = mkdtempSync(join(tmpdir(), 'swavgpu-faults-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+/** 64 images in batches of 8: 8 steps; one crop size keeps each step short. */
+const BASE: SwavConfig = validateConfig({
+  ...defaultConfig, subset: 64, batchSize: 8, epochs: 1, seed: 5, width: 2, hidden: 8,
+  featDim: 4, prototypes: 5, freezePrototypesSteps: 0, logEvery: 2, checkpointEvery: 0,
+  crops: [{ count: 2, size: 16, scale: [0.4, 1] }], assign: [0, 1],
+});
+
+let runs = 0;
+async function failingRun(config: Partial<SwavConfig>, opts: Partial<TrainOptions> = {}):
+  Promise<{ out: string; error: TrainingError; logs: string[] }> {
+  const out = join(work, `run${runs++}`);
+  const logs: string[] = [];
+  const err = await trainSwav(engine(), {
+    config: { ...BASE, ...config }, dataDir: DEFAULT_FASHION_MNIST_DIR, out, resume: false,
+    quiet: true, log: (l) => logs.push(l), ...opts,
+  }).then(() => null, (e: unknown) => e);
+  expect(err).toBeInstanceOf(TrainingError);
+  return { out, error: err as TrainingError, logs };
+}
+
+/** Steps of the checkpoints in a run folder, sorted. */
+function checkpointSteps(dir: string): number[] {
+  return readdirSync(dir).map(checkpointStep).filter((s): s is number => s !== undefined)
+    .sort((a, b) => a - b);
+}
+
+describe('a NaN or infinity stops training', () => {
+  it('an overflowing gradient the loss hides: found by the parameter check, named', async () => {
+    // T = 1e-37 makes d loss / d scores ~ 1/T: the backward overflows at step 0, the
+    // weights go to infinity, and at step 1 the batch norm statistics turn NaN. The loss
+    // stays finite throughout (a max() in a kernel drops the NaN), so only the
+    // parameter check (every logEvery = 2 steps) can see it.
+    const { out, error } = await failingRun({ temperature: 1e-37 });
+    expect(error.message).toMatch(/^training stopped at step 1: parameter \S+ holds NaN at /);
+    expect(error.message).toMatch(/\(the loss, [\d.e+]+, was finite\)/);
+    expect(error.message).toMatch(/The first non-finite value came at step 1, in batchNorm#\d+ /);
+    // The stem's batch norm still copes; the first block's, after an overflowing conv, not.
+    expect(error.message).toMatch(
+      /inputs: conv2d#\d+ \[16, 2, 16, 16\], backbone\.layer1\.0\.bn1\.weight, /);
+    expect(error.details.step).toBe(1);
+    expect(error.details.tensor).toMatch(/^batchNorm#\d+ \[\d+\]$/);
+    expect(error.message).toMatch(/The last good checkpoint is none \(none was written\)$/);
+    expect(checkpointSteps(out)).toEqual([]);
+  });
+
+  it('the same fault with a checkpoint after every step: the bad state is never saved',
+    async () => {
+      const { out, error } = await failingRun({ temperature: 1e-37, checkpointEvery: 1,
+        logEvery: 100 });
+      // Found when reading the state for the checkpoint after step 1, which is not written.
+      expect(error.message).toMatch(/^training stopped at step 1: \S+ holds NaN at element \d+ /);
+      expect(error.message).toMatch(/found when reading it for a checkpoint/);
+      expect(error.message).toMatch(/in batchNorm#\d+/);
+      expect(checkpointSteps(out)).toEqual([1]);
+      expect(error.message).toContain(`last good checkpoint is ${join(out,
+        'ckpt-000001.safetensors')}`);
+      const latest = await findLatestCheckpoint(out);
+      expect(latest?.step).toBe(1);
+      expect(firstNonFinite(latest!.tensors)).toBeNull();
+    });
+
+  it('a NaN loss from a huge learning rate: the first tensor is named', async () => {
+    // lr 1e30 throws the prototypes to ~1e27 at step 0; at step 1 their squared norm
+    // overflows in l2Normalize, the first op of the step, and the loss is NaN.
+    const { error } = await failingRun({ baseLr: 1e30, finalLr: 0, warmupEpochs: 0,
+      logEvery: 100 });
+    expect(error.message).toMatch(/^training stopped at step 1: the loss is NaN\. /);
+    expect(error.message).toMatch(/came at step 1, in l2Normalize#\d+ \[5\]: output 1 of /);
+    expect(error.message).toMatch(/\(inputs: prototypes\.weight\), node 1 of the \d+ /);
+  });
+
+  it('a NaN written into a parameter after a checkpoint: that parameter, that step',
+    async () => {
+      const { out, error } = await failingRun({ checkpointEvery: 2 }, {
+        hooks: {
+          beforeStep: (trainer, step) => {
+            if (step !== 5) return;
+            const w = trainer.model.prototypes;
+            w.write(Float32Array.from({ length: w.size }, (_, i) => (i === 3 ? NaN : 0.1)));
+          },
+        },
+      });
+      expect(error.message).toMatch(/^training stopped at step 5: /);
+      expect(error.message).toMatch(new RegExp('came at step 5, in prototypes\\.weight: it ' +
+        'held NaN at element 3 before any op of the step ran'));
+      expect(error.details).toMatchObject({ step: 5, tensor: 'prototypes.weight' });
+      expect(checkpointSteps(out)).toEqual([2, 4]);
+      expect(error.message).toContain(join(out, 'ckpt-000004.safetensors'));
+      expect(firstNonFinite((await findLatestCheckpoint(out))!.tensors)).toBeNull();
+    });
+});
+
+describe('a lost device', () => {
+  it('ends the run with a clear message; the checkpoint stays and --resume continues',
+    async () => {
+      const out = join(work, 'lost');
+      const lostEngine = await createEngine();
+      const first = await trainSwav(lostEngine, { config: BASE, dataDir: DEFAULT_FASHION_MNIST_DIR,
+        out, resume: false, quiet: true, log: () => {}, stopAtStep: 3 });
+      expect(first.checkpoint).toBe(join(out, 'ckpt-000003.safetensors'));
+      const logs: string[] = [];
+      // Step 4 is in flight when the device goes, just before step 5 is recorded.
+      const err = await trainSwav(lostEngine, { config: BASE, dataDir: DEFAULT_FASHION_MNIST_DIR,
+        out, resume: true, quiet: true, log: (l) => logs.push(l), hooks: {
+          beforeStep: (_, step) => {
+            if (step === 5) lostEngine.gpu.device.destroy();
+          },
+        } }).then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(TrainingError);
+      process.stderr.write(`device lost: ${(err as Error).message}\n`);
+      expect((err as Error).message)
+        .toMatch(/^the GPU device was lost near step \d: .*device lost/);
+      expect((err as Error).message).toContain(`the last good checkpoint is ${first.checkpoint}` +
+        ', and --resume continues from it on a working device');
+      expect(checkpointSteps(out)).toEqual([3]);
+      await lostEngine.dispose();
+
+      const fresh = await createEngine();
+      try {
+        const resumed = await trainSwav(fresh, { config: BASE, dataDir: DEFAULT_FASHION_MNIST_DIR,
+          out, resume: true, quiet: true, log: (l) => logs.push(l) });
+        expect(resumed.steps).toBe(5);
+        expect(logs.join('\n')).toContain(`resumed from ${first.checkpoint} at step 3`);
+        expect(existsSync(join(out, 'ckpt-000008.safetensors'))).toBe(true);
+      } finally {
+        await fresh.dispose();
+      }
+    });
+});
