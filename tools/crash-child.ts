@@ -21,7 +21,7 @@ function say(event: Record<string, unknown>): void {
 }
 
 /** The run the kill test interrupts: 8 steps per epoch, crops small enough for ~20 ms steps. */
-export function crashConfig(epochs: number, every: number): SwavConfig {
+function crashConfig(epochs: number, every: number): SwavConfig {
   return validateConfig({
     ...defaultConfig, subset: 64, batchSize: 8, epochs, seed: 3, width: 2, hidden: 8,
     featDim: 4, prototypes: 5, queueLength: 16, freezePrototypesSteps: 3,

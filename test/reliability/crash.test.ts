@@ -17,11 +17,9 @@ const ROOT = join(import.meta.dirname, '..', '..');
 const work = mkdtempSync(join(tmpdir(), 'swavgpu-crash-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-/** Epochs of 8 steps: enough for about ten kills at ~3 steps of progress each. */
-const EPOCHS = 6;
+/** Epochs of 8 steps: room for ten kills at 1-5 steps of progress each. */
+const EPOCHS = 7;
 const KILLS = 10;
-/** Latest kill after the child's first step line, in ms (steps take ~20-60 ms here). */
-const MAX_DELAY_MS = 300;
 
 interface ChildEnd {
   code: number | null;
@@ -105,10 +103,22 @@ describe('kill -9 during training', () => {
     let temps = 0;
     const killSteps: number[] = [];
     for (let round = 0; round < KILLS; round++) {
-      const delay = Math.round(rng() * MAX_DELAY_MS);
+      // The kill comes after step line k (1-4) and a random part of one step more, so it
+      // lands anywhere in the cycle of step, metrics row and checkpoint write, whatever
+      // the machine's speed.
+      const k = 1 + Math.floor(rng() * 4);
+      const fraction = rng();
       let timer: NodeJS.Timeout | undefined;
+      let seen = 0;
+      let previous = 0;
       const end = await runChild(trainArgs(dir, round > 0), (ev, child) => {
-        if (ev.kind === 'step' && !timer) timer = setTimeout(() => child.kill('SIGKILL'), delay);
+        if (ev.kind !== 'step' || timer) return;
+        const now = performance.now();
+        if (++seen === k) {
+          const stepMs = seen > 1 ? now - previous : 50;
+          timer = setTimeout(() => child.kill('SIGKILL'), Math.round(fraction * stepMs));
+        }
+        previous = now;
       });
       clearTimeout(timer);
       if (end.signal !== 'SIGKILL') {

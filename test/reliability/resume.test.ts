@@ -3,7 +3,8 @@
 // as an uninterrupted one, queue, frozen prototypes and lazily made momentum included;
 // and two runs with the same seed agree bit for bit.
 
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync }
+  from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -102,6 +103,21 @@ describe('resume', () => {
     expect(JSON.parse(ck.metadata[POSITION_KEY])).toEqual({ step: 7,
       queue: { filled: 16, next: (7 * 8) % 16 } });
   });
+});
+
+describe('what a kill leaves behind', () => {
+  it('a cut metrics line and a dead writer\'s temporary file: resume cleans up, loses nothing',
+    async () => {
+      const { out } = await train('cut', [{ stopAtStep: 2 }]);
+      // A row the kill cut short, and a checkpoint write by a process that no longer exists.
+      appendFileSync(join(out, 'metrics.jsonl'), '{"step":2,"epoch":0,"lo');
+      const temp = join(out, 'ckpt-000003.safetensors.tmp-4194303-0123456789ab');
+      writeFileSync(temp, 'half a checkpoint');
+      await trainSwav(engine(), { config: CONFIG, dataDir: DEFAULT_FASHION_MNIST_DIR, out,
+        resume: true, quiet: true, stopAtStep: 4, log: () => {} });
+      expect(existsSync(temp)).toBe(false);
+      expect(lossBits(out)).toEqual(lossBits(join(work, 'whole')).slice(0, 4));
+    });
 });
 
 describe('determinism', () => {
