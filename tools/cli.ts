@@ -48,7 +48,8 @@ train options:
   --exclude-bias-norm    no LARS adaptation or weight decay for biases and norms
   --freeze-prototypes N  steps with frozen prototypes (default ${defaultConfig.freezePrototypesSteps})
   --checkpoint-every N   steps between checkpoints (default ${defaultConfig.checkpointEvery})
-  --time-budget S        stop after S seconds of training, checkpoint kept (default none)
+  --time-budget S        stop after S seconds of training, checkpoint kept (default none;
+                         main: 1200)
   --gpu-recipe           start from the longer recipe for a real GPU (see README)
   --quiet                plain log lines instead of a live progress line
 
@@ -211,6 +212,9 @@ async function main(argv: string[]): Promise<number> {
     const out = v.out ?? (command === 'main' ? 'runs/main' : 'runs/swav');
     if (command === 'train' || command === 'main') {
       const config = configFromArgs(v);
+      // The main job must end within 30 minutes on a 2-core machine without a GPU: its
+      // training stops at 20 minutes even where the machine is slower than ours.
+      if (command === 'main' && v['time-budget'] === undefined) config.timeBudget = 1200;
       const summary = await trainSwav(engine, { config, dataDir, out, resume: !!v.resume,
         quiet: !!v.quiet });
       checkpoint = summary.checkpoint;
