@@ -232,7 +232,10 @@ export class Engine {
   private enqueue(nodes: Node[], materialize: Set<Tensor>, reads: Tensor[]):
     Promise<Promise<Float32Array>[]> {
     this.unsubmitted++;
-    const job = this.queue.then(() => this.execute(nodes, materialize, reads)).finally(() => {
+    const job = this.queue.then(() => this.execute(nodes, materialize, reads).catch((e) => {
+      this.unrun(nodes);
+      throw e;
+    })).finally(() => {
       this.unsubmitted--;
     });
     this.queue = job.catch(() => undefined);
@@ -290,8 +293,11 @@ export class Engine {
           return { buffer: b, offset: 0, size: Math.ceil(bytes / 4) * 4 };
         },
       };
-      node.encode(ctx);
-      for (const b of scratch) this.gpu.pool.release(b);
+      try {
+        node.encode(ctx);
+      } finally {
+        for (const b of scratch) this.gpu.pool.release(b);
+      }
       for (const t of node.outputs) {
         t.state = 'ready';
         if (transient(t) && !lastUse.has(t)) this.releaseTransient(t);
@@ -320,6 +326,27 @@ export class Engine {
         `buffers, encoded in ${s.ms.toFixed(1)} ms`);
     }
     return readIdx.map((k) => promises[k].then((ab) => new Float32Array(ab)));
+  }
+
+  /**
+   * A run that failed before its submission (a shader that does not compile, a wrong
+   * binding, a lost device) computed nothing: its nodes go back to pending, so none of
+   * their outputs passes for a computed value, and asking again fails the same way.
+   */
+  private unrun(nodes: Node[]): void {
+    for (const n of nodes) {
+      n.scheduled = false;
+      for (const t of n.outputs) {
+        if (t.state === 'disposed') continue;
+        if (t.buffer) {
+          this.finalizer.unregister(t);
+          if (!this.gpu.lost) this.gpu.pool.release(t.buffer);
+        }
+        t.buffer = null;
+        t.state = 'pending';
+      }
+    }
+    this.pending = [...nodes, ...this.pending].sort((a, b) => a.id - b.id);
   }
 
   private releaseTransient(t: Tensor): void {

@@ -14,7 +14,16 @@ import { SGD } from '../../src/optim/sgd.js';
 import { mulberry32 } from '../../src/reference/random.js';
 import { useEngine } from '../helpers/gpu.js';
 
-const engine = useEngine();
+const engine = useEngine({
+  shaders: {
+    // A type error (u32 into an f32 array): the pipeline never compiles.
+    broken: [
+      '@group(0) @binding(0) var<storage, read_write> out: array<f32>;',
+      '@compute @workgroup_size(1)',
+      'fn main() { out[0] = 1u; }',
+    ].join('\n'),
+  },
+});
 const ROOT = join(import.meta.dirname, '..', '..');
 
 interface ChildEvent {
@@ -154,5 +163,28 @@ describe('overlap', () => {
     const c = e.run([], [ew.addScalar(x, 300)]);
     expect((await Promise.all([a, b, c])).map(([v]) => Array.from(v)))
       .toEqual([[101, 102], [201, 202], [301, 302]]);
+  });
+});
+
+describe('a run that fails before its submission', () => {
+  it('leaves no value that passes for computed: asking again fails the same way', async () => {
+    const e = engine();
+    const live = e.gpu.pool.stats.live;
+    const x = e.tensor([1, 2], [2]);
+    const [y] = e.record({
+      op: 'broken', inputs: [x], outputs: [[2]],
+      encode: (ctx) => ctx.dispatch({ shader: 'broken', bindings: { out: ctx.output(0) },
+        workgroups: 1 }),
+    });
+    const z = ew.addScalar(y, 5).keep();
+    await expect(z.read()).rejects.toThrow(/shader compilation failed/);
+    // Before the fix z said 'ready' and read back [0, 0], with no error.
+    expect([y.state, z.state]).toEqual(['pending', 'pending']);
+    await expect(z.read()).rejects.toThrow(/shader compilation failed/);
+    await expect(ew.scale(z, 2).read()).rejects.toThrow(/shader compilation failed/);
+    // Their buffers went back: only x is still held.
+    expect(e.gpu.pool.stats.live).toBe(live + 1);
+    // The engine goes on working.
+    expect(Array.from(await ew.scale(x, 3).read())).toEqual([3, 6]);
   });
 });
