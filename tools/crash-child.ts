@@ -2,7 +2,8 @@
 // checkpoint after every step (the kill -9 test kills it at random points), `dispose`
 // creates an engine, runs work, disposes it and reports its CPU time until Node exits.
 //
-//   npx tsx tools/crash-child.ts train --out DIR [--resume] [--epochs N] [--every N]
+//   npx tsx tools/crash-child.ts train --out DIR [--data DIR] [--resume] [--epochs N]
+//     [--every N]
 //   npx tsx tools/crash-child.ts dispose
 //
 // Every line on stdout is one JSON object, so the parent can follow the child's progress.
@@ -32,15 +33,15 @@ function crashConfig(epochs: number, every: number): SwavConfig {
 
 async function train(argv: string[]): Promise<number> {
   const { values: v } = parseArgs({ args: argv, options: {
-    out: { type: 'string' }, resume: { type: 'boolean' }, epochs: { type: 'string' },
-    every: { type: 'string' },
+    out: { type: 'string' }, data: { type: 'string' }, resume: { type: 'boolean' },
+    epochs: { type: 'string' }, every: { type: 'string' },
   } });
   if (!v.out) throw new Error('crash-child train: --out DIR is needed');
   const engine = await createEngine();
   try {
     const summary = await trainSwav(engine, {
       config: crashConfig(Number(v.epochs ?? 4), Number(v.every ?? 1)),
-      dataDir: DEFAULT_FASHION_MNIST_DIR, out: v.out, resume: !!v.resume, quiet: false,
+      dataDir: v.data ?? DEFAULT_FASHION_MNIST_DIR, out: v.out, resume: !!v.resume, quiet: false,
       // Live lines come once per step: the parent times its kill from the first of them.
       log: (line, live) => say({ kind: live ? 'step' : 'log', line }),
     });

@@ -209,6 +209,8 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
   };
 
   const submit = (): InFlight => {
+    // A device lost since the last step: stop here, before recording on it.
+    engine.gpu.checkAlive(`step ${trainer.step}`);
     opts.hooks?.beforeStep?.(trainer, trainer.step);
     const { step, result } = trainer.runStep();
     // Every logEvery steps the parameters come back too: a NaN can hide from the loss
@@ -253,9 +255,16 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
     if (pending) await Promise.allSettled([pending.result, pending.params]);
     const where = `the last good checkpoint is ${checkpoint || 'none (none was written)'}`;
     if (engine.gpu.lost || e instanceof DeviceLostError) {
+      // The device's own reason, not whichever call happened to notice it first.
+      let why = (e as Error).message;
+      try {
+        engine.gpu.checkAlive('GPU');
+      } catch (lost) {
+        if (lost instanceof DeviceLostError) why = lost.message.slice('GPU: '.length);
+      }
       throw new TrainingError(`the GPU device was lost near step ${pending?.step ??
-        trainer.step - 1}: ${(e as Error).message}. Training stopped; ${where}, and --resume ` +
-        'continues from it on a working device', { checkpoint });
+        trainer.step - 1} (${why}). Training stopped; ${where}, and --resume continues from ` +
+        'it on a working device', { checkpoint });
     }
     if (!(e instanceof NonFiniteDetected) || !good) throw e;
     log(`\nnon-finite values after step ${e.step}; replaying from step ${good.step} to find ` +

@@ -12,10 +12,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { checkpointStep, findLatestCheckpoint, loadCheckpoint }
   from '../../src/io/checkpoint-node.js';
 import { mulberry32 } from '../../src/reference/random.js';
+import { writeSyntheticMnist } from './synthetic.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const work = mkdtempSync(join(tmpdir(), 'swavgpu-crash-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
+const data = writeSyntheticMnist(join(work, 'data'));
 
 /** Epochs of 8 steps: room for ten kills at 1-5 steps of progress each. */
 const EPOCHS = 7;
@@ -62,8 +64,8 @@ function runChild(args: string[], onLine?: (ev: { kind: string }, child: ChildPr
 }
 
 function trainArgs(out: string, resume: boolean): string[] {
-  return ['tools/crash-child.ts', 'train', '--out', out, '--epochs', String(EPOCHS),
-    ...(resume ? ['--resume'] : [])];
+  return ['tools/crash-child.ts', 'train', '--out', out, '--data', data, '--epochs',
+    String(EPOCHS), ...(resume ? ['--resume'] : [])];
 }
 
 /** float32 bits of every loss in metrics.jsonl, by step. */
@@ -145,7 +147,8 @@ describe('kill -9 during training', () => {
     expect(kills).toBeGreaterThanOrEqual(8);
 
     // The swavgpu CLI finishes the run: --resume takes the config from the checkpoint.
-    const cli = await runChild(['tools/cli.ts', 'train', '--resume', '--quiet', '--out', dir]);
+    const cli = await runChild(['tools/cli.ts', 'train', '--resume', '--quiet', '--out', dir,
+      '--data', data]);
     expect(cli.code, cli.stderr).toBe(0);
     expect(cli.stderr).toMatch(new RegExp(`resumed from .*ckpt-0*${latest}\\.safetensors`));
     expect(readdirSync(dir).filter((n) => n.includes('.tmp-'))).toEqual([]);

@@ -8,16 +8,17 @@ import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFil
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DEFAULT_FASHION_MNIST_DIR } from '../../src/data/fashion-node.js';
 import { loadCheckpoint } from '../../src/io/checkpoint-node.js';
 import { defaultConfig, validateConfig, type SwavConfig } from '../../src/swav/config.js';
 import { CONFIG_KEY, POSITION_KEY } from '../../src/swav/checkpoint-node.js';
 import { trainSwav, type TrainOptions } from '../../src/swav/train-node.js';
 import { useEngine } from '../helpers/gpu.js';
+import { writeSyntheticMnist } from './synthetic.js';
 
 const engine = useEngine();
 const work = mkdtempSync(join(tmpdir(), 'swavgpu-resume-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
+const DATA = writeSyntheticMnist(join(work, 'data'));
 
 /**
  * 32 images in batches of 8: 4 steps per epoch, 12 steps. The queue (2 batches long) is
@@ -40,7 +41,7 @@ async function train(name: string, legs: Leg[], config = CONFIG) {
   const summaries = [];
   for (const [i, leg] of legs.entries()) {
     summaries.push(await trainSwav(engine(), {
-      config: { ...config, timeBudget: leg.timeBudget ?? 0 }, dataDir: DEFAULT_FASHION_MNIST_DIR,
+      config: { ...config, timeBudget: leg.timeBudget ?? 0 }, dataDir: DATA,
       out, resume: i > 0, quiet: true, stopAtStep: leg.stopAtStep, log: () => {},
     }));
   }
@@ -113,7 +114,7 @@ describe('what a kill leaves behind', () => {
       appendFileSync(join(out, 'metrics.jsonl'), '{"step":2,"epoch":0,"lo');
       const temp = join(out, 'ckpt-000003.safetensors.tmp-4194303-0123456789ab');
       writeFileSync(temp, 'half a checkpoint');
-      await trainSwav(engine(), { config: CONFIG, dataDir: DEFAULT_FASHION_MNIST_DIR, out,
+      await trainSwav(engine(), { config: CONFIG, dataDir: DATA, out,
         resume: true, quiet: true, stopAtStep: 4, log: () => {} });
       expect(existsSync(temp)).toBe(false);
       expect(lossBits(out)).toEqual(lossBits(join(work, 'whole')).slice(0, 4));
