@@ -297,6 +297,12 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
 }
 
 // ---- NaN diagnosis ----------------------------------------------------------------------
+//
+// Detection is cheap and in three places: the loss of every step, the parameters every
+// logEvery steps (a kernel's max() can drop a NaN, so a loss may stay finite over broken
+// weights), and the whole state at every checkpoint, before it is written. Naming the
+// culprit is left to a replay from the last good state, which costs nothing until a
+// fault happens and, since a replay repeats a run bit for bit, finds the same fault.
 
 interface Finding {
   step: number;
