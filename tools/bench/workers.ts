@@ -1,0 +1,119 @@
+// The parent's side of the worker protocol: Node workers forked per contestant (each its
+// own Dawn device) and the PyTorch mirror as a Python child speaking JSON lines.
+
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { Contestant, Reply, Request } from './protocol.js';
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void;
+  timer: NodeJS.Timeout };
+
+/** Request without its id (the worker link numbers them). */
+export type Ask = Request extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never :
+  never;
+
+export const PYTHON = '/usr/bin/python3';
+
+/** Whether PyTorch imports; the bench leaves its row out with a note otherwise. */
+export function torchAvailable(): { ok: boolean; why: string } {
+  const r = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 });
+  if (r.error) return { ok: false, why: `${PYTHON}: ${r.error.message}` };
+  if (r.status !== 0) {
+    const last = (r.stderr ?? '').trim().split('\n').pop() ?? '';
+    return { ok: false, why: `${PYTHON} -c 'import torch' failed: ${last}` };
+  }
+  return { ok: true, why: '' };
+}
+
+export interface WorkerOptions {
+  /** Extra environment (SWAVGPU_DEBUG for the profile). */
+  env?: Record<string, string>;
+  /** Called with each stderr line that is not Dawn's start-up noise. */
+  onStderr?: (line: string) => void;
+}
+
+/** One contestant's process; requests are answered in order, each with a time limit. */
+export class WorkerLink {
+  private child: ChildProcess;
+  private nextId = 1;
+  private pending = new Map<number, Pending>();
+  private exited: string | null = null;
+
+  constructor(readonly who: Contestant, opts: WorkerOptions = {}) {
+    const env = { ...process.env, ...opts.env };
+    if (who === 'torch') {
+      const script = fileURLToPath(new URL('../bench_torch.py', import.meta.url));
+      this.child = spawn(PYTHON, [script, '--serve'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      createInterface({ input: this.child.stdout! }).on('line', (line) => {
+        if (!line.startsWith('{')) return;
+        this.settle(JSON.parse(line) as Reply);
+      });
+    } else {
+      const script = fileURLToPath(new URL('./worker.ts', import.meta.url));
+      // tsx's loader comes from the parent's flags (npm run bench runs under tsx).
+      const execArgv = process.execArgv.length ? process.execArgv : ['--import', 'tsx'];
+      this.child = fork(script, [who], { env, execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+      this.child.on('message', (m) => this.settle(m as Reply));
+      this.child.stdout!.on('data', () => undefined);
+    }
+    createInterface({ input: this.child.stderr! }).on('line', (line) => {
+      // Dawn announces reduced limits at every device creation; nothing to act on.
+      if (/^Warning: max\w+ artificially reduced/.test(line)) return;
+      opts.onStderr?.(line);
+    });
+    this.child.on('exit', (code, signal) => {
+      this.exited = `the ${who} worker exited (${signal ?? `code ${code}`})`;
+      for (const [, p] of this.pending) {
+        clearTimeout(p.timer);
+        p.reject(new Error(this.exited));
+      }
+      this.pending.clear();
+    });
+  }
+
+  get alive(): boolean {
+    return this.exited === null;
+  }
+
+  private settle(r: Reply): void {
+    const p = this.pending.get(r.id);
+    if (!p) return;
+    this.pending.delete(r.id);
+    clearTimeout(p.timer);
+    if (r.ok) p.resolve(r.value);
+    else p.reject(new Error(r.error));
+  }
+
+  /** Sends a request; past `timeoutMs` the worker is killed and the request fails. */
+  ask<T>(req: Ask, timeoutMs: number): Promise<T> {
+    if (this.exited) return Promise.reject(new Error(this.exited));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`${this.who}: '${req.cmd}' took longer than ${timeoutMs / 1000} s; ` +
+          `the worker was stopped`));
+        this.kill();
+      }, timeoutMs);
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject, timer });
+      const msg = { ...req, id } as Request;
+      if (this.who === 'torch') this.child.stdin!.write(`${JSON.stringify(msg)}\n`);
+      else this.child.send(msg);
+    });
+  }
+
+  kill(): void {
+    if (this.exited === null && this.child.pid !== undefined) this.child.kill('SIGKILL');
+  }
+
+  /** Asks the worker to quit, and stops it if it does not within a few seconds. */
+  async close(): Promise<void> {
+    if (this.exited) return;
+    const done = new Promise<void>((r) => this.child.once('exit', () => r()));
+    this.ask({ cmd: 'quit' }, 10_000).catch(() => undefined);
+    const timer = setTimeout(() => this.kill(), 10_000);
+    await done;
+    clearTimeout(timer);
+  }
+}
