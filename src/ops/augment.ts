@@ -1,6 +1,7 @@
 // SwAV's multi-crop augmentation on the GPU (shaders/augment.wgsl): resized crops of u8
 // images with flip, brightness and contrast jitter, Gaussian blur and normalization.
 
+import type { RefCropParams } from '../reference/augment.js';
 import { Tensor } from '../graph/tensor.js';
 import { checkFinite, checkInt, checkTensor, fail } from './util.js';
 
@@ -23,24 +24,8 @@ export const CROP_FLOATS = CROP_FIELDS.length;
 const F = Object.fromEntries(CROP_FIELDS.map((k, i) => [k, i])) as
   Record<(typeof CROP_FIELDS)[number], number>;
 
-/** One output crop's parameters. */
-export interface CropParams {
-  /** Crop box in source pixels: left column, top row, width, height (integers, inside). */
-  x0: number;
-  y0: number;
-  w: number;
-  h: number;
-  /** Mirror left-right. */
-  flip: boolean;
-  /** v -> clamp(v b, 0, 1); 1 = none. */
-  brightness: number;
-  /** v -> clamp((v - mean) c + mean, 0, 1), mean over the crop; 1 = none. */
-  contrast: number;
-  /** Contrast before brightness (torchvision's ColorJitter draws the order per image). */
-  contrastFirst: boolean;
-  /** Gaussian blur standard deviation in output pixels; 0 = no blur. */
-  sigma: number;
-}
+/** One output crop's parameters: the fields of the kernel's Crop struct (see the reference). */
+export type CropParams = RefCropParams;
 
 /**
  * An image set resident on the GPU as packed u8 pixels (src/data/gpu-images.ts makes one).
