@@ -14,7 +14,9 @@ export { loadFashionMnist, DEFAULT_FASHION_MNIST_DIR } from './data/fashion-node
 export { saveCheckpoint, loadCheckpoint, findLatestCheckpoint, writeFileAtomic }
   from './io/checkpoint-node.js';
 export { trainSwav, TrainingError } from './swav/train-node.js';
-export type { TrainOptions, TrainSummary } from './swav/train-node.js';
+export type { TrainOptions, TrainSummary, TrainHooks } from './swav/train-node.js';
+export { snapshotTrainer, writeTrainerCheckpoint, firstNonFinite, NonFiniteStateError }
+  from './swav/checkpoint-node.js';
 export { evaluateCheckpoint, printEvalTable } from './eval/run-node.js';
 export type { EvalOptions, EvalResult } from './eval/run-node.js';
 
