@@ -212,12 +212,12 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
     // A device lost since the last step: stop here, before recording on it.
     engine.gpu.checkAlive(`step ${trainer.step}`);
     opts.hooks?.beforeStep?.(trainer, trainer.step);
-    const { step, result } = trainer.runStep();
-    // Every logEvery steps the parameters come back too: a NaN can hide from the loss
-    // (a max() in a kernel drops it), but not from the values it lands in.
-    const probe = (step + 1) % config.logEvery === 0 ?
-      settled(engine.run([], params.map(([, t]) => t))) : null;
-    return { step, result: settled(result), params: probe };
+    // Every logEvery steps the parameters come back too, in the step's own submission: a
+    // NaN can hide from the loss (a max() in a kernel drops it), but not from the values
+    // it lands in.
+    const probing = (trainer.step + 1) % config.logEvery === 0;
+    const { step, result, extra } = trainer.runStep(probing ? params.map(([, t]) => t) : []);
+    return { step, result: settled(result), params: probing ? settled(extra) : null };
   };
 
   let inFlight: InFlight | null = null;

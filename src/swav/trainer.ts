@@ -89,10 +89,12 @@ export class SwavTrainer {
   }
 
   /**
-   * Records step `this.step` and submits it. Resolves, once the GPU has finished it, with
-   * the loss and the codes' statistics. Call again before awaiting to keep the GPU busy.
+   * Records step `this.step` and submits it as one command buffer. Resolves, once the GPU
+   * has finished it, with the loss and the codes' statistics. Call again before awaiting
+   * to keep the GPU busy.
    */
-  runStep(): { step: number; result: Promise<StepResult> } {
+  runStep(extraReads: Tensor[] = []): { step: number; result: Promise<StepResult>;
+    extra: Promise<Float32Array[]> } {
     const c = this.cfg;
     const step = this.step;
     const epoch = Math.floor(step / this.stepsPerEpoch);
@@ -117,12 +119,14 @@ export class SwavTrainer {
     this.optimizer.step(this.params, grads);
     if (useQueue) this.queue!.push(z, c.assign);
     this.step++;
-    const reads = this.engine.run([], [loss, codes[0]]);
+    // Extra reads (parameters, for a finiteness check) ride in the same submission; their
+    // copies come after the in-place updates, so they see this step's result.
+    const reads = this.engine.run([], [loss, codes[0], ...extraReads]);
     const result = reads.then(([l, q]) => ({
       step, epoch, loss: l[0], lr, indices,
       stats: assignmentStats(q, B, c.prototypes),
     }));
-    return { step, result };
+    return { step, result, extra: reads.then((r) => r.slice(2)) };
   }
 
   /** The tensors a checkpoint saves: model parameters and buffers, optimizer state, queue. */
