@@ -6,7 +6,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { DEFAULT_FASHION_MNIST_DIR } from '../src/data/fashion-node.js';
 import { buildCases, filterCases, type BenchCase } from './bench/cases.js';
-import type { Contestant, FinishReply, InfoReply, PrepareReply, SampleReply, ShapesReply,
+import type { CheckReply, Contestant, FinishReply, InfoReply, PrepareReply, SampleReply, ShapesReply,
   StepCounters } from './bench/protocol.js';
 import { aggregateKernelLines, fmt, formatCounters, formatProfile, formatTable, makeRow, median,
   type KernelTime, type Measured, type Row } from './bench/report.js';
@@ -19,7 +19,7 @@ round) after warm-up, and reports medians. Ratios read "how many times better ou
 peer/ours for times, ours/peer for rates.
 
 options:
-  --reps N       timed rounds per case (default 5; --quick 3)
+  --reps N       timed rounds per case (default 7; --quick 3)
   --warmup N     untimed rounds per case after the two calls that compile (default 1)
   --only NAMES   only cases whose name contains one of these comma-separated texts
   --quick        fewer cases and rounds (about 2 minutes on 2 cores)
@@ -29,6 +29,8 @@ options:
   --images N     training images of the SwAV step case (default 2048)
   --data DIR     Fashion-MNIST folder (default ${DEFAULT_FASHION_MNIST_DIR}; synthetic images
                  where missing)
+  --check        instead of timing, compare every contestant's outputs with ours (sum and
+                 sum of squares of each output), to show that all compute the same thing
   --list         print the case names and exit
   --help`;
 
@@ -46,6 +48,7 @@ interface Options {
   images: number;
   data: string;
   list: boolean;
+  check: boolean;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -54,7 +57,7 @@ function parseOptions(argv: string[]): Options {
       reps: { type: 'string' }, warmup: { type: 'string' }, only: { type: 'string' },
       quick: { type: 'boolean' }, json: { type: 'string' }, 'no-profile': { type: 'boolean' },
       'no-peers': { type: 'boolean' }, images: { type: 'string' }, data: { type: 'string' },
-      list: { type: 'boolean' }, help: { type: 'boolean' },
+      list: { type: 'boolean' }, check: { type: 'boolean' }, help: { type: 'boolean' },
     },
   });
   if (values.help) {
@@ -71,7 +74,7 @@ function parseOptions(argv: string[]): Options {
   };
   const quick = values.quick ?? false;
   return {
-    reps: int('reps', values.reps, quick ? 3 : 5, 1),
+    reps: int('reps', values.reps, quick ? 3 : 7, 1),
     warmup: int('warmup', values.warmup, quick ? 0 : 1, 0),
     only: values.only, quick, json: values.json,
     profile: !values['no-profile'] && !quick,
@@ -79,6 +82,7 @@ function parseOptions(argv: string[]): Options {
     images: int('images', values.images, 2048, 64),
     data: values.data ?? DEFAULT_FASHION_MNIST_DIR,
     list: values.list ?? false,
+    check: values.check ?? false,
   };
 }
 
@@ -184,6 +188,44 @@ async function runCase(c: BenchCase, workers: Workers, o: Options,
   return { row, counters };
 }
 
+/**
+ * Each peer's outputs against ours: sums of squares within 1e-3 relative, sums within 1e-3 of
+ * |sum| + sqrt(sum of squares) (a sum near zero is compared on the values' scale).
+ */
+async function checkCase(c: BenchCase, workers: Workers, o: Options): Promise<string> {
+  const got = new Map<Contestant, CheckReply>();
+  const problems: string[] = [];
+  for (const w of ['ours', ...(o.peers ? c.peers : [])] as Contestant[]) {
+    try {
+      const link = await workers.get(w);
+      await link.ask({ cmd: 'prepare', spec: c.spec, targetMs: 1, maxInner: 1 },
+        PREPARE_TIMEOUT_MS);
+      got.set(w, await link.ask<CheckReply>({ cmd: 'check' }, SAMPLE_TIMEOUT_MS));
+      await link.ask({ cmd: 'finish' }, SAMPLE_TIMEOUT_MS);
+    } catch (e) {
+      problems.push(`${w}: ${(e as Error).message}`);
+    }
+  }
+  const ours = got.get('ours');
+  for (const [w, sums] of got) {
+    if (w === 'ours' || !ours) continue;
+    if (sums.length !== ours.length) {
+      problems.push(`${w}: ${sums.length} outputs, ours ${ours.length}`);
+      continue;
+    }
+    sums.forEach(([s, q], i) => {
+      const [s0, q0] = ours[i];
+      const scale = Math.abs(s0) + Math.sqrt(q0);
+      if (Math.abs(q - q0) > 1e-3 * q0 || Math.abs(s - s0) > 1e-3 * scale) {
+        problems.push(`${w}: output ${i} sum ${s.toPrecision(6)} (ours ${s0.toPrecision(6)}), ` +
+          `sum of squares ${q.toPrecision(6)} (ours ${q0.toPrecision(6)})`);
+      }
+    });
+  }
+  return problems.length ? problems.join('; ') :
+    `ok (${[...got.keys()].join(', ')} agree on ${ours?.length ?? 0} outputs)`;
+}
+
 /** Sums of ms x calls per step over a family of cases, for each contestant with them all. */
 function aggregate(name: string, rows: Row[], target: number | null, peers: Contestant[]):
   Row | null {
@@ -244,6 +286,16 @@ async function main(): Promise<void> {
       return;
     }
     if (!cases.length) throw new Error(`no case matches --only '${o.only}' (see --list)`);
+    if (o.check) {
+      let bad = 0;
+      for (const c of cases.filter((k) => k.spec.kind !== 'swav-step')) {
+        const verdict = await checkCase(c, workers, o);
+        if (!verdict.startsWith('ok')) bad++;
+        console.log(`${c.name}: ${verdict}`);
+      }
+      if (bad) process.exitCode = 1;
+      return;
+    }
     const skip = new Map<Contestant, string>();
     if (o.peers && cases.some((c) => c.peers.includes('torch'))) {
       const t = torchAvailable();
@@ -289,13 +341,19 @@ async function main(): Promise<void> {
     console.log(`\nmedians of ${o.reps} rounds after ${o.warmup} warm-up round(s); ` +
       `${seconds.toFixed(0)} s; 1-minute load average ${fmt(load.start)} at the start, ` +
       `${fmt(load.mean)} mean, ${fmt(load.max)} max, on ${availableParallelism()} cores`);
-    for (const [w, i] of workers.info) console.log(`  ${w}: ${i.version} on ${i.adapter}`);
+    const adapters = new Map<string, string[]>();
+    for (const [w, i] of workers.info) {
+      console.log(`  ${w}: ${i.version}`);
+      adapters.set(i.adapter, [...(adapters.get(i.adapter) ?? []), w]);
+    }
+    for (const [a, ws] of adapters) console.log(`  adapter of ${ws.join(', ')}: ${a}`);
     for (const [w, why] of skip) console.log(`  ${w}: ${why}`);
     const notes = rows.flatMap((r) => Object.entries(r.detail).filter(([, d]) => d?.error)
       .map(([w, d]) => `  ${r.name}: ${w} failed: ${d!.error}`));
     if (notes.length) console.log(notes.join('\n'));
-    const stepNote = rows.find((r) => r.unit === 'images/s')?.detail.ours?.note;
-    if (stepNote) console.log(`  swav step: ${stepNote}`);
+    for (const [w, d] of Object.entries(rows.find((r) => r.unit === 'images/s')?.detail ?? {})) {
+      if (d?.note) console.log(`  swav step, ${w}: ${d.note}`);
+    }
     if (counters) console.log(`\n${formatCounters(counters)}`);
     if (profile) {
       console.log(`\n${formatProfile(profile.kernels, profile.stepMs)}`);

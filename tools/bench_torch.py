@@ -72,13 +72,14 @@ def load_images(count, data_dir):
             n, rows, cols = (int.from_bytes(header[i:i + 4], 'big') for i in (4, 8, 12))
             count = min(count, n)
             raw = f.read(count * rows * cols)
-        return torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(count, rows, cols), 'fashion'
+        images = torch.frombuffer(bytearray(raw), dtype=torch.uint8).view(count, rows, cols)
+        return images, f'the first {count} Fashion-MNIST training images'
     out = bytearray(count * 28 * 28)
     s = 12345
     for i in range(len(out)):
         s = (s * 1664525 + 1013904223) & 0xFFFFFFFF
         out[i] = s >> 24
-    return torch.frombuffer(out, dtype=torch.uint8).view(count, 28, 28), 'synthetic'
+    return torch.frombuffer(out, dtype=torch.uint8).view(count, 28, 28), f'{count} synthetic images'
 
 
 def crop_boxes(n, height, width, scale, gen):
@@ -324,7 +325,7 @@ def serve(args):
         try:
             if cmd == 'info':
                 value = dict(contestant='torch',
-                             adapter=f'CPU, {torch.get_num_threads()} threads',
+                             adapter='CPU',
                              version=f'torch {torch.__version__}')
             elif cmd == 'prepare':
                 spec = req['spec']
@@ -339,7 +340,9 @@ def serve(args):
                 trainer.run_step()
                 ms = (time.perf_counter() - t0) * 1000
                 inner = max(1, min(req['maxInner'], math.ceil(req['targetMs'] / max(ms, 1e-3))))
-                value = dict(inner=inner, firstMs=first, note=f'{source} images')
+                n = torch.get_num_threads()
+                value = dict(inner=inner, firstMs=first,
+                             note=f"{source}; {n} intra-op thread{'s' if n != 1 else ''}")
             elif cmd == 'sample':
                 t0 = time.perf_counter()
                 for _ in range(inner):

@@ -5,7 +5,7 @@
 // is passed as `.ref` the first time.
 
 import type * as JAX from '@jax-js/jax';
-import type { Backend, PreparedOp } from './worker.js';
+import { summarise, type Backend, type PreparedOp } from './worker.js';
 import type { CaseSpec } from './protocol.js';
 import { convOut, randomData, sizeOf } from './data.js';
 import { installDawn } from './dawn.js';
@@ -116,6 +116,12 @@ export async function createJax(): Promise<Backend> {
           const outs = fn(...inputs.map((a) => a.ref));
           await jax.blockUntilReady(outs);
           for (const o of outs) o.dispose();
+        },
+        async check() {
+          const outs = fn(...inputs.map((a) => a.ref));
+          const sums = [];
+          for (const o of outs) sums.push(summarise(await o.data() as ArrayLike<number>));
+          return sums;
         },
         dispose() {
           fn.dispose?.();

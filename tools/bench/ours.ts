@@ -15,7 +15,7 @@ import { defaultConfig, cropCount, type SwavConfig } from '../../src/swav/config
 import { swavLoss } from '../../src/swav/loss.js';
 import { SwavModel } from '../../src/swav/model.js';
 import { SwavTrainer } from '../../src/swav/trainer.js';
-import type { Backend, PreparedOp } from './worker.js';
+import { summarise, type Backend, type PreparedOp } from './worker.js';
 import type { CaseSpec, RequiredBytes, ShapesReply, StepCounters } from './protocol.js';
 import { convOut, randomData, sizeOf } from './data.js';
 
@@ -47,12 +47,15 @@ function capture<T>(engine: Engine, fn: () => T): { value: T; nodes: Node[] } {
 export const benchConfig: SwavConfig = { ...defaultConfig };
 
 /** The first `count` Fashion-MNIST training images, or seeded noise where they are missing. */
-export async function benchImages(count: number, dir: string): Promise<ImageDataset> {
+export async function benchImages(count: number, dir: string):
+  Promise<{ data: ImageDataset; source: string }> {
+  let why = 'no data folder given';
   if (dir) {
     try {
-      return await loadFashionMnist(dir, 'train', { limit: count });
-    } catch {
-      // Fall through to synthetic images; the parent says which was used.
+      return { data: await loadFashionMnist(dir, 'train', { limit: count }),
+        source: `the first ${count} Fashion-MNIST training images` };
+    } catch (e) {
+      why = (e as Error).message;
     }
   }
   const images = new Uint8Array(count * 28 * 28);
@@ -61,7 +64,8 @@ export async function benchImages(count: number, dir: string): Promise<ImageData
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
     images[i] = s >>> 24;
   }
-  return { images, labels: new Uint8Array(count), count, height: 28, width: 28 };
+  return { data: { images, labels: new Uint8Array(count), count, height: 28, width: 28 },
+    source: `${count} synthetic images (${why})` };
 }
 
 /** Bytes that one step needs alive, from its recorded nodes. */
@@ -132,7 +136,7 @@ function pools(engine: Engine): PoolLike[] {
 
 async function prepareStep(engine: Engine, spec: Extract<CaseSpec, { kind: 'swav-step' }>):
   Promise<PreparedOp> {
-  const data = await benchImages(spec.images, spec.data);
+  const { data, source } = await benchImages(spec.images, spec.data);
   const trainer = new SwavTrainer(engine, benchConfig, data);
   const gpu = engine.gpu;
   const tensorPool = gpu.pool;
@@ -140,6 +144,7 @@ async function prepareStep(engine: Engine, spec: Extract<CaseSpec, { kind: 'swav
   const sums = { submits: 0, readbacks: 0, dispatches: 0, allocations: [0, 0, 0], peak: 0 };
   let required: RequiredBytes | null = null;
   return {
+    note: source,
     async run() {
       const c = { ...gpu.counters };
       const allocs = pools(engine).map((p) => p.stats.allocations);
@@ -318,6 +323,11 @@ export async function createOurs(): Promise<Backend> {
       const build = prepareOp(engine, spec, made);
       return {
         run: () => runAndFree(engine, build()),
+        async check() {
+          const outs = build();
+          const values = await engine.run([], outs);
+          return values.map(summarise);
+        },
         async dispose() {
           await engine.sync();
           for (const t of made) t.dispose();

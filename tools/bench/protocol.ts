@@ -38,6 +38,7 @@ export type Request =
   | { id: number; cmd: 'info' }
   | { id: number; cmd: 'prepare'; spec: CaseSpec; targetMs: number; maxInner: number }
   | { id: number; cmd: 'sample' }
+  | { id: number; cmd: 'check' }
   | { id: number; cmd: 'finish' }
   | { id: number; cmd: 'shapes' }
   | { id: number; cmd: 'quit' };
@@ -95,6 +96,9 @@ export interface SampleReply {
   /** CPU time of the process's threads other than the main one (lavapipe's), per op, ms. */
   cpuMs?: number;
 }
+
+/** [sum, sum of squares] of each output of one operation, in float64. */
+export type CheckReply = [number, number][];
 
 export interface FinishReply {
   counters?: StepCounters;

@@ -115,7 +115,8 @@ export function formatCounters(c: StepCounters): string {
     `per training step (ours, ${c.steps} steps measured, the first excluded):`,
     `  ${fmt(c.submitsPerStep)} queue submissions, ${fmt(c.readbacksPerStep)} readbacks, ` +
       `${fmt(c.dispatchesPerStep)} dispatches`,
-    `  ${c.allocationsAfterFirst} buffers allocated after the first step (tensors ` +
+    `  ${c.allocationsAfterFirst} buffers allocated in the ${c.steps - 1} steps after the first ` +
+      `(tensors ` +
       `${c.allocationsByPool.tensors}, uniforms ${c.allocationsByPool.uniforms}, readback ` +
       `${c.allocationsByPool.readback})`,
     `  peak ${mb(c.peakBytes)} of tensor buffers in use (pool holds ${mb(c.poolBytes)}); ` +

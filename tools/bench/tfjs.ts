@@ -2,7 +2,7 @@
 // layout (NHWC for images), with gradients from tf.grads given the output's gradient.
 
 import type * as TF from '@tensorflow/tfjs';
-import type { Backend, PreparedOp } from './worker.js';
+import { summarise, type Backend, type PreparedOp } from './worker.js';
 import type { CaseSpec } from './protocol.js';
 import { convOut, randomData, sizeOf } from './data.js';
 import { installDawn } from './dawn.js';
@@ -17,6 +17,10 @@ export async function createTfjs(): Promise<Backend> {
   await tf.ready();
   const leaf = (shape: number[], seed: number) => tf.tensor(randomData(sizeOf(shape), seed),
     shape);
+  /** The values the other contestants use in NCHW (OIHW), laid out for tfjs by `perm`. */
+  const permuted = (shape: number[], seed: number, perm: number[]) => tf.tidy(() =>
+    tf.transpose(leaf(shape, seed), perm));
+  const NHWC = [0, 2, 3, 1];
 
   function build(spec: CaseSpec, made: Tensor[]): () => Tensor[] {
     const keep = <T extends Tensor>(t: T) => {
@@ -32,10 +36,10 @@ export async function createTfjs(): Promise<Backend> {
       case 'conv': {
         const [N, C, H, W] = spec.x;
         const [O, , KH, KW] = spec.w;
-        const x = keep(leaf([N, H, W, C], 1)) as TF.Tensor4D;
-        const w = keep(leaf([KH, KW, C, O], 2)) as TF.Tensor4D;
-        const dy = keep(leaf([N, convOut(H, KH, spec.stride, spec.padding),
-          convOut(W, KW, spec.stride, spec.padding), O], 3)) as TF.Tensor4D;
+        const x = keep(permuted([N, C, H, W], 1, NHWC)) as TF.Tensor4D;
+        const w = keep(permuted([O, C, KH, KW], 2, [2, 3, 1, 0])) as TF.Tensor4D;
+        const dy = keep(permuted([N, O, convOut(H, KH, spec.stride, spec.padding),
+          convOut(W, KW, spec.stride, spec.padding)], 3, NHWC)) as TF.Tensor4D;
         const s = spec.stride;
         const p = spec.padding;
         const conv = (a: TF.Tensor4D, b: TF.Tensor4D) => tf.conv2d(a, b, s, p);
@@ -53,13 +57,13 @@ export async function createTfjs(): Promise<Backend> {
       }
       case 'batchnorm': {
         // NHWC (or [N, C]): statistics over every axis but the last.
-        const shape = spec.x.length === 4 ? [spec.x[0], spec.x[2], spec.x[3], spec.x[1]] : spec.x;
         const C = spec.x[1];
-        const axes = shape.length === 4 ? [0, 1, 2] : [0];
-        const x = keep(leaf(shape, 1));
+        const image = spec.x.length === 4;
+        const axes = image ? [0, 1, 2] : [0];
+        const x = keep(image ? permuted(spec.x, 1, NHWC) : leaf(spec.x, 1));
         const gamma = keep(tf.add(leaf([C], 2), 1));
         const beta = keep(leaf([C], 3));
-        const dy = keep(leaf(shape, 4));
+        const dy = keep(image ? permuted(spec.x, 4, NHWC) : leaf(spec.x, 4));
         const bn = (a: Tensor, g: Tensor, b: Tensor) => {
           const { mean, variance } = tf.moments(a, axes);
           const y = tf.add(tf.mul(tf.mul(tf.sub(a, mean), tf.rsqrt(tf.add(variance, 1e-5))), g),
@@ -117,6 +121,13 @@ export async function createTfjs(): Promise<Backend> {
           const smallest = outs.reduce((a, b) => (b.size < a.size ? b : a));
           await smallest.data();
           for (const t of outs) t.dispose();
+        },
+        async check() {
+          const outs = one();
+          const sums = [];
+          for (const t of outs) sums.push(summarise(await t.data()));
+          for (const t of outs) t.dispose();
+          return sums;
         },
         dispose() {
           for (const t of made) t.dispose();

@@ -2,13 +2,17 @@
 // answering the parent's requests one at a time: prepare a case, time samples, finish.
 
 import { readdirSync, readFileSync } from 'node:fs';
-import type { CaseSpec, Contestant, InfoReply, PrepareReply, Reply, Request, SampleReply,
+import type { CaseSpec, CheckReply, Contestant, InfoReply, PrepareReply, Reply, Request, SampleReply,
   ShapesReply, StepCounters } from './protocol.js';
 
 /** One prepared case: run() does one operation and resolves once the device has finished. */
 export interface PreparedOp {
   run(): Promise<void>;
   dispose(): Promise<void> | void;
+  /** Shown beside the case's figures (what data a step trains on). */
+  note?: string;
+  /** One operation's outputs summarised as [sum, sum of squares] each, in a fixed order. */
+  check?(): Promise<CheckReply>;
   /** Per-step counters (ours, SwAV step only). */
   counters?(): StepCounters;
 }
@@ -23,6 +27,16 @@ export interface Backend {
  * CPU nanoseconds of every thread but the main one: lavapipe's workers do the kernels while
  * the main thread records and spins in Dawn's waits. Linux only; 0 elsewhere.
  */
+export function summarise(values: ArrayLike<number>): [number, number] {
+  let sum = 0;
+  let sq = 0;
+  for (let i = 0; i < values.length; i++) {
+    sum += values[i];
+    sq += values[i] * values[i];
+  }
+  return [sum, sq];
+}
+
 export function workerCpuNs(): number {
   let ns = 0;
   let tasks: string[];
@@ -75,7 +89,7 @@ async function main(): Promise<void> {
         await op.run();
         const ms = performance.now() - t0;
         inner = Math.max(1, Math.min(req.maxInner, Math.ceil(req.targetMs / Math.max(ms, 1e-3))));
-        return { inner, firstMs } satisfies PrepareReply;
+        return { inner, firstMs, note: op.note } satisfies PrepareReply;
       }
       case 'sample': {
         if (!op) throw new Error('sample before prepare');
@@ -86,6 +100,9 @@ async function main(): Promise<void> {
         const cpu = workerCpuNs() - c0;
         return { ms, cpuMs: cpu > 0 ? cpu / 1e6 / inner : undefined } satisfies SampleReply;
       }
+      case 'check':
+        if (!op?.check) throw new Error(`${who} has no check for this case`);
+        return op.check();
       case 'finish': {
         const counters = op?.counters?.();
         if (op) await op.dispose();
