@@ -6,8 +6,8 @@ import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { DEFAULT_FASHION_MNIST_DIR } from '../src/data/fashion-node.js';
 import { buildCases, filterCases, type BenchCase } from './bench/cases.js';
-import type { CheckReply, Contestant, FinishReply, InfoReply, PrepareReply, SampleReply, ShapesReply,
-  StepCounters } from './bench/protocol.js';
+import type { CheckReply, Contestant, FinishReply, InfoReply, PrepareReply, SampleReply,
+  ShapesReply, StepCounters } from './bench/protocol.js';
 import { aggregateKernelLines, fmt, formatCounters, formatProfile, formatTable, makeRow, median,
   type KernelTime, type Measured, type Row } from './bench/report.js';
 import { torchAvailable, WorkerLink } from './bench/workers.js';
@@ -96,7 +96,9 @@ class Workers {
     if (!link || !link.alive) {
       link = new WorkerLink(who, { onStderr: (l) => console.error(`[${who}] ${l}`) });
       this.links.set(who, link);
-      if (!this.info.has(who)) this.info.set(who, await link.ask({ cmd: 'info' }, PREPARE_TIMEOUT_MS));
+      if (!this.info.has(who)) {
+        this.info.set(who, await link.ask({ cmd: 'info' }, PREPARE_TIMEOUT_MS));
+      }
     }
     return link;
   }
@@ -318,8 +320,8 @@ async function main(): Promise<void> {
     const aggregates = [
       aggregate('conv fwd, every layer', convRows(/ fwd$/), 2, webgpuPeers),
       aggregate('conv fwd+bwd, every layer', convRows(/ fwd\+(bwd|dw)$/), 2, webgpuPeers),
-      aggregate('batchnorm fwd+bwd, every layer', rows.filter((r) => r.name.startsWith('batchnorm')),
-        null, webgpuPeers),
+      aggregate('batchnorm fwd+bwd, every layer',
+        rows.filter((r) => r.name.startsWith('batchnorm')), null, webgpuPeers),
     ].filter((r): r is Row => r !== null);
     await workers.closeAll();
 
@@ -352,7 +354,7 @@ async function main(): Promise<void> {
       .map(([w, d]) => `  ${r.name}: ${w} failed: ${d!.error}`));
     if (notes.length) console.log(notes.join('\n'));
     for (const [w, d] of Object.entries(rows.find((r) => r.unit === 'images/s')?.detail ?? {})) {
-      if (d?.note) console.log(`  swav step, ${w}: ${d.note}`);
+      if (d?.note && !skip.has(w as Contestant)) console.log(`  swav step, ${w}: ${d.note}`);
     }
     if (counters) console.log(`\n${formatCounters(counters)}`);
     if (profile) {

@@ -26,13 +26,19 @@ async function runAndFree(engine: Engine, outs: Tensor[]): Promise<void> {
   for (const t of outs) t.dispose();
 }
 
-/** Every node recorded while `fn` runs, in order (the engine keeps pending nodes in a list). */
+/** The engine's list of recorded, not yet scheduled nodes (private; a run replaces it). */
+const pendingOf = (engine: Engine) => (engine as unknown as { pending: Node[] }).pending;
+
+/**
+ * Every node recorded while `fn` runs, in order. Nodes with no outputs (optimizer updates)
+ * are reachable only through the engine's pending list, where record() appends them.
+ */
 function capture<T>(engine: Engine, fn: () => T): { value: T; nodes: Node[] } {
   const nodes: Node[] = [];
-  const pending = (engine as unknown as { pending: Node[] }).pending;
   const original = engine.record;
   engine.record = (spec) => {
     const outs = original.call(engine, spec);
+    const pending = pendingOf(engine);
     nodes.push(pending[pending.length - 1]);
     return outs;
   };
@@ -141,7 +147,8 @@ async function prepareStep(engine: Engine, spec: Extract<CaseSpec, { kind: 'swav
   const gpu = engine.gpu;
   const tensorPool = gpu.pool;
   let steps = 0;
-  const sums = { submits: 0, readbacks: 0, dispatches: 0, allocations: [0, 0, 0], peak: 0 };
+  const sums = { submits: 0, readbacks: 0, dispatches: 0, allocations: [0, 0, 0], peak: 0,
+    encodeMs: 0 };
   let required: RequiredBytes | null = null;
   return {
     note: source,
@@ -155,7 +162,10 @@ async function prepareStep(engine: Engine, spec: Extract<CaseSpec, { kind: 'swav
         sums.submits += gpu.counters.submits - c.submits;
         sums.readbacks += gpu.counters.readbacks - c.readbacks;
         sums.dispatches += gpu.counters.dispatches - c.dispatches;
-        pools(engine).forEach((p, i) => { sums.allocations[i] += p.stats.allocations - allocs[i]; });
+        sums.encodeMs += engine.lastRun.ms;
+        pools(engine).forEach((p, i) => {
+          sums.allocations[i] += p.stats.allocations - allocs[i];
+        });
         sums.peak = Math.max(sums.peak, tensorPool.stats.peakBytes);
       }
       // After the counts: reading the optimizer's state makes a tensor.
@@ -166,7 +176,7 @@ async function prepareStep(engine: Engine, spec: Extract<CaseSpec, { kind: 'swav
       const n = Math.max(1, steps - 1);
       return {
         steps, submitsPerStep: sums.submits / n, readbacksPerStep: sums.readbacks / n,
-        dispatchesPerStep: sums.dispatches / n,
+        dispatchesPerStep: sums.dispatches / n, encodeMsPerStep: sums.encodeMs / n,
         allocationsAfterFirst: sums.allocations.reduce((a, b) => a + b, 0),
         allocationsByPool: { tensors: sums.allocations[0], uniforms: sums.allocations[1],
           readback: sums.allocations[2] },
@@ -298,7 +308,7 @@ async function listShapes(engine: Engine, cfg: SwavConfig): Promise<ShapesReply>
     }
   }
   // Drop the recorded nodes: they were only read for their shapes.
-  const pending = (engine as unknown as { pending: Node[] }).pending;
+  const pending = pendingOf(engine);
   const drop = new Set(nodes);
   pending.splice(0, pending.length, ...pending.filter((n) => !drop.has(n)));
   for (const g of groups) g.dispose();

@@ -49,6 +49,8 @@ export interface StepCounters {
   submitsPerStep: number;
   readbacksPerStep: number;
   dispatchesPerStep: number;
+  /** CPU time the engine spent scheduling, encoding and submitting the step's run. */
+  encodeMsPerStep: number;
   /** Buffers created by the engine's pools over the steps after the first (all pools). */
   allocationsAfterFirst: number;
   allocationsByPool: { tensors: number; uniforms: number; readback: number };

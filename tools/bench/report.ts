@@ -114,7 +114,8 @@ export function formatCounters(c: StepCounters): string {
   return [
     `per training step (ours, ${c.steps} steps measured, the first excluded):`,
     `  ${fmt(c.submitsPerStep)} queue submissions, ${fmt(c.readbacksPerStep)} readbacks, ` +
-      `${fmt(c.dispatchesPerStep)} dispatches`,
+      `${fmt(c.dispatchesPerStep)} dispatches, recorded runs encoded and submitted in ` +
+      `${fmt(c.encodeMsPerStep)} ms`,
     `  ${c.allocationsAfterFirst} buffers allocated in the ${c.steps - 1} steps after the first ` +
       `(tensors ` +
       `${c.allocationsByPool.tensors}, uniforms ${c.allocationsByPool.uniforms}, readback ` +

@@ -2,8 +2,8 @@
 // answering the parent's requests one at a time: prepare a case, time samples, finish.
 
 import { readdirSync, readFileSync } from 'node:fs';
-import type { CaseSpec, CheckReply, Contestant, InfoReply, PrepareReply, Reply, Request, SampleReply,
-  ShapesReply, StepCounters } from './protocol.js';
+import type { CaseSpec, CheckReply, Contestant, InfoReply, PrepareReply, Reply, Request,
+  SampleReply, ShapesReply, StepCounters } from './protocol.js';
 
 /** One prepared case: run() does one operation and resolves once the device has finished. */
 export interface PreparedOp {
