@@ -4,6 +4,7 @@
 // jax-js counts references: every call consumes its array arguments, so a value used twice
 // is passed as `.ref` the first time.
 
+import { readFileSync } from 'node:fs';
 import type * as JAX from '@jax-js/jax';
 import { summarise, type Backend, type PreparedOp } from './worker.js';
 import type { CaseSpec } from './protocol.js';
@@ -11,6 +12,16 @@ import { convOut, randomData, sizeOf } from './data.js';
 import { installDawn } from './dawn.js';
 
 type Arr = JAX.numpy.Array;
+
+/** The installed version (the package's exports leave out its package.json). */
+function packageVersion(): string {
+  try {
+    const url = new URL('../package.json', import.meta.resolve('@jax-js/jax'));
+    return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
+  } catch {
+    return '(version unknown)';
+  }
+}
 type Fn = ((...args: Arr[]) => Arr[]) & { dispose?: () => void };
 
 export async function createJax(): Promise<Backend> {
@@ -38,7 +49,9 @@ export async function createJax(): Promise<Backend> {
         const conv = (a: Arr, b: Arr) => lax.convGeneralDilated(a, b, [s, s], [[p, p], [p, p]]);
         const x = leaf(spec.x, 1);
         const w = leaf(spec.w, 2);
-        if (!spec.backward) return { inputs: [x, w], fn: jit((a, b) => [conv(a, b)]), constants: [] };
+        if (!spec.backward) {
+          return { inputs: [x, w], fn: jit((a, b) => [conv(a, b)]), constants: [] };
+        }
         const dy = leaf([N, O, convOut(H, KH, s, p), convOut(W, KW, s, p)], 3);
         const fn = jit((a, b, d) => {
           if (!spec.needDx) {
@@ -108,7 +121,7 @@ export async function createJax(): Promise<Backend> {
 
   return {
     info: () => ({ contestant: 'jax', adapter: dawn.adapter,
-      version: '@jax-js/jax, webgpu device, jit' }),
+      version: `@jax-js/jax ${packageVersion()}, webgpu device, jit` }),
     async prepare(spec): Promise<PreparedOp> {
       const { inputs, fn, constants } = build(spec);
       return {

@@ -2,6 +2,7 @@
 // own Dawn device) and the PyTorch mirror as a Python child speaking JSON lines.
 
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { Contestant, Reply, Request } from './protocol.js';
@@ -14,9 +15,12 @@ export type Ask = Request extends infer R ? R extends { id: number } ? Omit<R, '
   never;
 
 export const PYTHON = '/usr/bin/python3';
+/** The PyTorch mirror, beside tools/bench/ in the source tree (not part of a build). */
+const TORCH_SCRIPT = fileURLToPath(new URL('../bench_torch.py', import.meta.url));
 
 /** Whether PyTorch imports; the bench leaves its row out with a note otherwise. */
 export function torchAvailable(): { ok: boolean; why: string } {
+  if (!existsSync(TORCH_SCRIPT)) return { ok: false, why: `${TORCH_SCRIPT} is missing` };
   const r = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 });
   if (r.error) return { ok: false, why: `${PYTHON}: ${r.error.message}` };
   if (r.status !== 0) {
@@ -43,16 +47,17 @@ export class WorkerLink {
   constructor(readonly who: Contestant, opts: WorkerOptions = {}) {
     const env = { ...process.env, ...opts.env };
     if (who === 'torch') {
-      const script = fileURLToPath(new URL('../bench_torch.py', import.meta.url));
-      this.child = spawn(PYTHON, [script, '--serve'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      this.child = spawn(PYTHON, [TORCH_SCRIPT, '--serve'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
       createInterface({ input: this.child.stdout! }).on('line', (line) => {
         if (!line.startsWith('{')) return;
         this.settle(JSON.parse(line) as Reply);
       });
     } else {
-      const script = fileURLToPath(new URL('./worker.ts', import.meta.url));
-      // tsx's loader comes from the parent's flags (npm run bench runs under tsx).
-      const execArgv = process.execArgv.length ? process.execArgv : ['--import', 'tsx'];
+      // worker.ts beside this file under tsx (npm run bench), worker.js in a build.
+      const ts = import.meta.url.endsWith('.ts');
+      const script = fileURLToPath(new URL(`./worker.${ts ? 'ts' : 'js'}`, import.meta.url));
+      // tsx's loader comes from the parent's own flags when it has them.
+      const execArgv = ts && !process.execArgv.length ? ['--import', 'tsx'] : process.execArgv;
       this.child = fork(script, [who], { env, execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
       this.child.on('message', (m) => this.settle(m as Reply));
       this.child.stdout!.on('data', () => undefined);
