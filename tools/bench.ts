@@ -27,6 +27,8 @@ options:
   --no-profile   skip the per-kernel profile of the SwAV step (SWAVGPU_DEBUG=3)
   --no-peers     ours only
   --images N     training images of the SwAV step case (default 2048)
+  --torch-threads N  PyTorch's intra-op threads (default: the faster of 1 and every core,
+                 timed when the case starts)
   --data DIR     Fashion-MNIST folder (default ${DEFAULT_FASHION_MNIST_DIR}; synthetic images
                  where missing)
   --check        instead of timing, compare every contestant's outputs with ours (sum and
@@ -49,6 +51,7 @@ interface Options {
   data: string;
   list: boolean;
   check: boolean;
+  torchThreads: number;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -58,6 +61,7 @@ function parseOptions(argv: string[]): Options {
       quick: { type: 'boolean' }, json: { type: 'string' }, 'no-profile': { type: 'boolean' },
       'no-peers': { type: 'boolean' }, images: { type: 'string' }, data: { type: 'string' },
       list: { type: 'boolean' }, check: { type: 'boolean' }, help: { type: 'boolean' },
+      'torch-threads': { type: 'string' },
     },
   });
   if (values.help) {
@@ -83,6 +87,7 @@ function parseOptions(argv: string[]): Options {
     data: values.data ?? DEFAULT_FASHION_MNIST_DIR,
     list: values.list ?? false,
     check: values.check ?? false,
+    torchThreads: int('torch-threads', values['torch-threads'], 0, 0),
   };
 }
 
@@ -281,7 +286,8 @@ async function main(): Promise<void> {
   try {
     const ours = await workers.get('ours');
     const shapes = await ours.ask<ShapesReply>({ cmd: 'shapes' }, PREPARE_TIMEOUT_MS);
-    let cases = filterCases(buildCases(shapes, { images: o.images, data: o.data }), o.only);
+    let cases = filterCases(buildCases(shapes, { images: o.images, data: o.data,
+      torchThreads: o.torchThreads }), o.only);
     if (o.quick) cases = cases.filter((c) => c.quick);
     if (o.list) {
       for (const c of cases) console.log(c.name);

@@ -10,7 +10,8 @@ warm-up + cosine rate and prototypes frozen for the first 40 steps. Config value
 src/swav/config.ts's defaultConfig; change both together.
 
 Usage:
-  /usr/bin/python3 tools/bench_torch.py --steps 10    one JSON line: images/s over the steps
+  /usr/bin/python3 tools/bench_torch.py --steps 10 [--threads N]
+                                                      one JSON line: images/s over the steps
   /usr/bin/python3 tools/bench_torch.py --serve       JSON requests on stdin (the bench's
                                                       worker protocol: info, prepare,
                                                       sample, finish, quit)
@@ -308,6 +309,28 @@ class Trainer:
         return loss.item()
 
 
+def choose_threads(trainer, forced):
+    """PyTorch's thread count picked by timing: 1 and every core, the faster of two steps
+    each (its own default here was 1; under load, OpenMP's waiting threads can make 2 slower
+    than 1, on an idle machine 2 is faster), unless `forced` names one."""
+    if forced:
+        torch.set_num_threads(forced)
+        return forced, 'forced'
+    times = {}
+    for n in sorted({1, os.cpu_count() or 1}):
+        torch.set_num_threads(n)
+        best = math.inf
+        for _ in range(2):
+            t0 = time.perf_counter()
+            trainer.run_step()
+            best = min(best, time.perf_counter() - t0)
+        times[n] = best
+    n = min(times, key=times.get)
+    torch.set_num_threads(n)
+    tried = ', '.join(f'{k}: {v * 1000:.0f} ms/step' for k, v in times.items())
+    return n, f'chosen by timing: {tried}'
+
+
 def serve(args):
     """The bench's worker protocol, one JSON request per stdin line, one reply per line."""
     trainer = None
@@ -336,13 +359,14 @@ def serve(args):
                 t0 = time.perf_counter()
                 trainer.run_step()
                 first = (time.perf_counter() - t0) * 1000
+                threads, tried = choose_threads(trainer, spec.get('threads') or 0)
                 t0 = time.perf_counter()
                 trainer.run_step()
                 ms = (time.perf_counter() - t0) * 1000
                 inner = max(1, min(req['maxInner'], math.ceil(req['targetMs'] / max(ms, 1e-3))))
-                n = torch.get_num_threads()
+                plural = 's' if threads != 1 else ''
                 value = dict(inner=inner, firstMs=first,
-                             note=f"{source}; {n} intra-op thread{'s' if n != 1 else ''}")
+                             note=f'{source}; {threads} intra-op thread{plural} ({tried})')
             elif cmd == 'sample':
                 t0 = time.perf_counter()
                 for _ in range(inner):
@@ -367,7 +391,10 @@ def main():
     ap.add_argument('--steps', type=int, default=10)
     ap.add_argument('--images', type=int, default=2048)
     ap.add_argument('--data', default=FASHION_DIR)
+    ap.add_argument('--threads', type=int, default=0, help='intra-op threads (0: PyTorch default)')
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.serve:
         serve(args)
         return

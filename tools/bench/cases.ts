@@ -32,7 +32,8 @@ export function higherIsBetter(unit: Unit): boolean {
 }
 
 /** Every case, in the order they run. */
-export function buildCases(shapes: ShapesReply, opts: { images: number; data: string }):
+export function buildCases(shapes: ShapesReply,
+  opts: { images: number; data: string; torchThreads?: number }):
   BenchCase[] {
   const cases: BenchCase[] = [];
   for (const n of [512, 1024]) {
@@ -91,7 +92,8 @@ export function buildCases(shapes: ShapesReply, opts: { images: number; data: st
   const crops = cfg.crops.map((g) => `${g.count}x${g.size}`).join('+');
   cases.push({
     name: `swav step B=${cfg.batchSize} ${crops}`,
-    spec: { kind: 'swav-step', images: opts.images, data: opts.data },
+    spec: { kind: 'swav-step', images: opts.images, data: opts.data,
+      threads: opts.torchThreads ?? 0 },
     unit: 'images/s', peers: ['torch'], work: cfg.batchSize, target: 0.1, quick: true,
   });
   return cases;

@@ -30,6 +30,8 @@ export type CaseSpec =
       images: number;
       /** Where the Fashion-MNIST IDX files are ('' for synthetic images). */
       data: string;
+      /** PyTorch's intra-op threads; 0: the faster of 1 and every core, timed at start. */
+      threads: number;
     };
 
 export type Contestant = 'ours' | 'tfjs' | 'jax' | 'torch';

@@ -47,7 +47,8 @@ export class WorkerLink {
   constructor(readonly who: Contestant, opts: WorkerOptions = {}) {
     const env = { ...process.env, ...opts.env };
     if (who === 'torch') {
-      this.child = spawn(PYTHON, [TORCH_SCRIPT, '--serve'], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+      this.child = spawn(PYTHON, [TORCH_SCRIPT, '--serve'],
+        { env, stdio: ['pipe', 'pipe', 'pipe'] });
       createInterface({ input: this.child.stdout! }).on('line', (line) => {
         if (!line.startsWith('{')) return;
         this.settle(JSON.parse(line) as Reply);
