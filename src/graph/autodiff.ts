@@ -75,22 +75,31 @@ export function grad(output: Tensor, wrt: Tensor[], opts: { seed?: Tensor;
     for (const i of n.inputs) stack.push(i);
   }
   nodes.sort((a, b) => b.id - a.id);
+  // Only tensors that lead to one of `wrt` need a gradient: a rule skips the others, so
+  // no gradient is recorded that nobody asked for (it would stay pending forever).
+  const leads = new Set<Tensor>(wrt);
+  for (let i = nodes.length - 1; i >= 0; i--) {
+    const n = nodes[i];
+    if (n.inputs.some((t) => leads.has(t))) for (const o of n.outputs) leads.add(o);
+  }
+  const engine = output.engine;
+  const before = new Set(engine.pendingNodes);
   const grads = new Map<Tensor, Tensor>();
   grads.set(output, opts.seed ?? onesLikeFn(output));
   for (const n of nodes) {
     const outGrads = n.outputs.map((o) => grads.get(o) ?? null);
-    if (outGrads.every((g) => g === null)) continue;
+    if (outGrads.every((g) => g === null) || !n.outputs.some((o) => leads.has(o))) continue;
     const rule = rules.get(n.op);
     if (!rule) {
       throw new NotSupportedError(`grad: op '${n.op}' has no backward rule, and ` +
         `${n.outputs.map((o) => o.describe()).join(', ')} lies on the path to the gradient`);
     }
-    const needs = n.inputs.map((t) => t.requiresGrad);
+    const needs = n.inputs.map((t) => t.requiresGrad && leads.has(t));
     const inGrads = rule({ inputs: n.inputs, outputs: n.outputs, attrs: n.attrs,
       grads: outGrads, needs });
     n.inputs.forEach((t, i) => {
       const g = inGrads[i];
-      if (!g || !t.requiresGrad) return;
+      if (!g || !needs[i]) return;
       if (g.size !== t.size || g.shape.length !== t.shape.length ||
         g.shape.some((d, k) => d !== t.shape[k])) {
         throw new Error(`grad: backward rule of '${n.op}' returned ${shapeStr(g.shape)} for ` +
@@ -100,11 +109,35 @@ export function grad(output: Tensor, wrt: Tensor[], opts: { seed?: Tensor;
       grads.set(t, prev ? addFn!(prev, g) : g);
     });
   }
-  return wrt.map((t) => {
+  const result = wrt.map((t) => {
     const g = grads.get(t);
     if (g) return g;
     if (opts.allowUnused) return null;
     throw new OpArgumentError(`grad: ${t.describe()} does not affect ${output.describe()} ` +
       `(pass allowUnused to get null)`);
   });
+  discardDeadEnds(engine, before, result);
+  return result;
+}
+
+/**
+ * Drops the nodes this backward recorded that no returned gradient depends on (a rule
+ * may build a gradient for an input nobody asked about): left pending, they would keep
+ * their inputs' buffers alive and never run.
+ */
+function discardDeadEnds(engine: Tensor['engine'], before: Set<Node>,
+  result: (Tensor | null)[]): void {
+  const created = engine.pendingNodes.filter((n) => !before.has(n));
+  if (created.length === 0) return;
+  const live = new Set<Node>();
+  const stack = result.filter((t): t is Tensor => t !== null).map((t) => t.node)
+    .filter((n): n is Node => n !== null);
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (live.has(n) || before.has(n)) continue;
+    live.add(n);
+    for (const t of n.inputs) if (t.node) stack.push(t.node);
+  }
+  const dead = created.filter((n) => !live.has(n) && n.mutates.length === 0);
+  if (dead.length) engine.discard(dead);
 }

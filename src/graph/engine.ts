@@ -184,6 +184,26 @@ export class Engine {
     return node.outputs;
   }
 
+  /** Nodes recorded and not yet scheduled, in creation order. */
+  get pendingNodes(): readonly Node[] {
+    return this.pending;
+  }
+
+  /**
+   * Drops pending nodes nobody will use (autodiff's dead ends): they never run, and their
+   * outputs refuse further use as released intermediates do.
+   */
+  discard(nodes: Iterable<Node>): void {
+    const drop = new Set(nodes);
+    for (const n of drop) {
+      if (n.scheduled || n.mutates.length) {
+        throw new Error(`discard: node ${n.op}#${n.id} is scheduled or writes in place`);
+      }
+      for (const t of n.outputs) t.state = 'released';
+    }
+    this.pending = this.pending.filter((n) => !drop.has(n));
+  }
+
   // ---- running ------------------------------------------------------------------------
 
   /** Pending nodes needed for `targets`, plus every pending node that mutates a leaf. */

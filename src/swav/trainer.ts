@@ -113,9 +113,13 @@ export class SwavTrainer {
       batch: B, crops: cropCount(c), assign: c.assign, temperature: c.temperature,
       epsilon: c.epsilon, iterations: c.sinkhornIterations, queueScores,
     });
-    const grads = grad(loss, this.params, { allowUnused: true });
-    // Frozen prototypes get no gradient: no momentum, no weight decay, no move.
-    if (step < c.freezePrototypesSteps) grads[this.protoIndex] = null;
+    // Frozen prototypes get no gradient: no momentum, no weight decay, no move. They are
+    // left out of grad() itself, so no gradient node is recorded and left pending.
+    const frozen = step < c.freezePrototypesSteps;
+    const wrt = frozen ? this.params.filter((_, i) => i !== this.protoIndex) : this.params;
+    const found = grad(loss, wrt, { allowUnused: true });
+    const grads = frozen ? [...found.slice(0, this.protoIndex), null,
+      ...found.slice(this.protoIndex)] : found;
     this.optimizer.step(this.params, grads);
     if (useQueue) this.queue!.push(z, c.assign);
     this.step++;
