@@ -198,13 +198,14 @@ describe('autodiff', () => {
 
   it('records no gradient nobody asked for, so nothing is left pending', async () => {
     const e = engine();
+    const before = e.pendingNodes.length;
     const a = e.param([1, 2, 3, 4, 5, 6], [2, 3], 'a');
     const b = e.param([1, 2, 3], [3], 'b');
     // b also requires a gradient, but only a's is asked for: the broadcast-undoing
     // reduction for b must not be recorded (it would never run and pin its inputs).
     const [ga] = grad(sum(ops.mul(a, b)), [a]);
     expect(Array.from(await ga!.read())).toEqual([1, 2, 3, 1, 2, 3]);
-    expect(e.pendingNodes.length).toBe(0);
+    expect(e.pendingNodes.length).toBe(before);
   });
 
   it('an op without a backward rule is a loud error naming it', () => {
