@@ -1,7 +1,12 @@
 // The Node entry: Dawn through the `webgpu` package, shaders read from the package's
 // shaders/ folder. Everything platform-specific in Node is here.
 
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { MATMUL_CANDIDATES, tuneMatmul } from './ops/tune.js';
+import type { MatmulTiling } from './ops/matmul.js';
+import { writeFileAtomic } from './io/checkpoint-node.js';
 import { create, globals } from 'webgpu';
 import { acquireDevice } from './gpu/acquire.js';
 import { GpuContext } from './gpu/context.js';
@@ -23,6 +28,12 @@ export type { EvalOptions, EvalResult } from './eval/run-node.js';
 export interface NodeEngineOptions {
   /** Extra or replacement shaders by name (tests use this for deliberately broken WGSL). */
   shaders?: Record<string, string>;
+  /**
+   * Time the tiling variants once per adapter and use the fastest (src/ops/tune.ts). The
+   * choice is cached in $XDG_CACHE_HOME/swavgpu (or ~/.cache/swavgpu) per adapter, so
+   * only the first engine on a machine pays the second or so it takes.
+   */
+  tune?: boolean;
   /** Dawn toggles, passed to create(): e.g. ['enable-dawn-features=...']. */
   dawnFlags?: string[];
   onLost?: (message: string) => void;
@@ -49,5 +60,37 @@ export async function createEngine(opts: NodeEngineOptions = {}): Promise<Engine
     device, adapterInfo: info, loadShader: nodeShaderLoader(undefined, opts.shaders ?? {}),
     onLost: opts.onLost,
   });
-  return new Engine(ctx, gpu);
+  const engine = new Engine(ctx, gpu);
+  if (opts.tune) await applyTuning(engine);
+  return engine;
+}
+
+function tuningCache(): string {
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'swavgpu', 'tuning.json');
+}
+
+/** Loads this adapter's cached choice, or times the variants and caches the result. */
+async function applyTuning(engine: Engine): Promise<void> {
+  const path = tuningCache();
+  const key = engine.gpu.adapterInfo;
+  let cache: Record<string, { matmul?: MatmulTiling }> = {};
+  try {
+    cache = JSON.parse(readFileSync(path, 'utf8')) as typeof cache;
+  } catch {
+    // No cache yet, or an unreadable one: time the variants afresh.
+  }
+  const known = cache[key]?.matmul;
+  if (known && MATMUL_CANDIDATES.some((c) => JSON.stringify(c) === JSON.stringify(known))) {
+    engine.gpu.tuned.set('matmul', known);
+    return;
+  }
+  const { choice } = await tuneMatmul(engine);
+  cache[key] = { ...cache[key], matmul: choice };
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    await writeFileAtomic(path, new TextEncoder().encode(`${JSON.stringify(cache, null, 2)}\n`));
+  } catch {
+    // A read-only home is fine: the choice holds for this engine, and is timed again later.
+  }
 }

@@ -205,6 +205,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const dataDir = v.data ?? DEFAULT_FASHION_MNIST_DIR;
   const engine = await createEngine({
+    tune: true,
     onLost: (m) => process.stderr.write(`\nswavgpu: ${m}\n`),
   });
   try {

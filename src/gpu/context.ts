@@ -93,6 +93,8 @@ export class GpuContext {
   private compiling = new Map<string, Promise<Kernel>>();
   private lostMessage: string | null = null;
   private uncaptured: string[] = [];
+  /** Per-adapter choices made by timing (src/ops/tune.ts), keyed by kernel family. */
+  readonly tuned = new Map<string, unknown>();
   /** Submissions and readbacks since creation, for the benchmark's per-step counts. */
   readonly counters = { submits: 0, readbacks: 0, dispatches: 0 };
 

@@ -13,3 +13,4 @@ export * from './softmax.js';
 export * from './sinkhorn.js';
 export * from './augment.js';
 export * from './topk.js';
+export * from './tune.js';

@@ -1,5 +1,6 @@
 // Batched matrix product with transposes and a fused bias + relu epilogue (shaders/matmul.wgsl).
 
+import type { GpuContext } from '../gpu/context.js';
 import { registerGrad } from '../graph/autodiff.js';
 import { Tensor, shapeStr } from '../graph/tensor.js';
 import { mul, sign } from './elementwise.js';
@@ -31,6 +32,12 @@ export const SHARED_TILING: MatmulTiling = { variant: 'shared', TM: 4, TN: 4, WG
 /** CPU Vulkan drivers (lavapipe's llvmpipe, SwiftShader) get register tiles; GPUs shared ones. */
 export function defaultMatmulTiling(adapterInfo: string): MatmulTiling {
   return /llvmpipe|lavapipe|swiftshader/i.test(adapterInfo) ? REGISTER_TILING : SHARED_TILING;
+}
+
+/** The tiling timed fastest on this adapter (tuneMatmul), else the adapter-kind default. */
+export function matmulTilingFor(gpu: GpuContext): MatmulTiling {
+  return (gpu.tuned.get('matmul') as MatmulTiling | undefined) ??
+    defaultMatmulTiling(gpu.adapterInfo);
 }
 
 export interface MatmulOptions {
@@ -114,7 +121,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
         `${bias.describe()} for a ${shapeStr(a.shape)} x b ${shapeStr(b.shape)} product`);
     }
   }
-  const tiling = opts.tiling ?? defaultMatmulTiling(a.engine.gpu.adapterInfo);
+  const tiling = opts.tiling ?? matmulTilingFor(a.engine.gpu);
   checkTiling(tiling);
   const inputs = bias ? [a, b, bias] : [a, b];
   const rowsPerWg = tiling.WG_Y * tiling.TM;
