@@ -114,6 +114,7 @@ interface InFlight {
 
 export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<TrainSummary> {
   const log = opts.log ?? defaultLog;
+  const live = !opts.quiet && (opts.log !== undefined || process.stderr.isTTY === true);
   mkdirSync(opts.out, { recursive: true });
   let config = validateConfig(opts.config);
   const stopAt = opts.stopAtStep;
@@ -189,7 +190,8 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
       `${r.stats.used}/${config.prototypes} ` +
       (Number.isFinite(perStep) ? `${(B / perStep).toFixed(1)} img/s left ${formatTime(left)}`
         : 'starting');
-    if (!opts.quiet) log(line, true);
+    // A live line on a terminal; into a log (a file, a pipe, --quiet) every 50th step.
+    if (live) log(line, true);
     else if (r.step % Math.max(config.logEvery * 10, 50) === 0) log(line);
   };
 
@@ -284,7 +286,7 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
       `${where[0].toUpperCase()}${where.slice(1)}`,
       { step: found?.step ?? e.step, tensor: found?.tensor, checkpoint });
   } finally {
-    if (!opts.quiet) log('');
+    if (live) log('');
     trainer.dispose();
   }
   const seconds = (performance.now() - t0) / 1000;
