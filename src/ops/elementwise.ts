@@ -1,16 +1,58 @@
 // Elementwise ops with NumPy broadcasting, forward and backward (shaders/elementwise.wgsl).
 
 import { registerGrad, setGradHelpers } from '../graph/autodiff.js';
+import type { Engine } from '../graph/engine.js';
 import type { Tensor } from '../graph/tensor.js';
 import { sumToShape } from './reduce.js';
 import { broadcastShapes, broadcastStrides, checkFinite, checkTensor, collapseDims, fail,
   groups } from './util.js';
 
-const WG = 256;
+/**
+ * Threads per workgroup and consecutive elements per thread. On lavapipe a thread that
+ * loops over a run is several times faster than one element per thread (fewer invocations,
+ * one index division per run); GPUs want one element per thread for coalesced loads.
+ */
+export interface ElementwiseTiling {
+  WG: number;
+  VPT: number;
+}
+
+export const ELEMENTWISE_CPU_TILING: ElementwiseTiling = { WG: 64, VPT: 16 };
+export const ELEMENTWISE_GPU_TILING: ElementwiseTiling = { WG: 256, VPT: 1 };
+
+export function defaultElementwiseTiling(adapterInfo: string): ElementwiseTiling {
+  return /llvmpipe|lavapipe|swiftshader/i.test(adapterInfo) ? ELEMENTWISE_CPU_TILING
+    : ELEMENTWISE_GPU_TILING;
+}
+
+// Per engine: a forced tiling (tests, benchmarks) or the adapter's default.
+const forced = new WeakMap<object, ElementwiseTiling>();
+
+/**
+ * Forces the elementwise tiling of one engine (tests, benchmarks); null goes back to the
+ * adapter's default. Applies to ops recorded afterwards.
+ */
+export function setElementwiseTiling(engine: Engine, t: ElementwiseTiling | null):
+  void {
+  if (t === null) {
+    forced.delete(engine);
+    return;
+  }
+  for (const key of ['WG', 'VPT'] as const) {
+    if (!Number.isInteger(t[key]) || t[key] < 1 || t[key] > 1024) {
+      fail('setElementwiseTiling', `${key} must be an integer in 1..1024, got ${t[key]}`);
+    }
+  }
+  forced.set(engine, { ...t });
+}
+
+function tilingOf(engine: Engine): ElementwiseTiling {
+  return forced.get(engine) ?? defaultElementwiseTiling(engine.gpu.adapterInfo);
+}
 
 export const BINARY = {
   add: 0, sub: 1, mul: 2, div: 3, reluGrad: 4, maximum: 5, minimum: 6, leakyReluGrad: 7,
-  sigmoidGrad: 8, tanhGrad: 9, axpby: 10,
+  sigmoidGrad: 8, tanhGrad: 9, axpby: 10, addRelu: 11,
 } as const;
 export const UNARY = {
   neg: 0, relu: 1, exp: 2, log: 3, sqrt: 4, square: 5, sigmoid: 6, tanh: 7, abs: 8,
@@ -29,16 +71,17 @@ function binaryOp(name: BinaryName, a: Tensor, b: Tensor, alpha = 0, beta = 0): 
   const c = collapseDims(name, outShape,
     [broadcastStrides(a.shape, outShape), broadcastStrides(b.shape, outShape)]);
   const contiguous = a.size === n && b.size === n;
+  const { WG, VPT } = tilingOf(a.engine);
   const [out] = a.engine.record({
     op: name, inputs: [a, b], outputs: [outShape], attrs: { alpha, beta },
     differentiable: !name.endsWith('Grad'),
     encode: (ctx) => ctx.dispatch({
       shader: 'elementwise', entry: 'binary_main',
-      overrides: { WG, OP: BINARY[name], CONTIGUOUS: contiguous ? 1 : 0 },
+      overrides: { WG, VPT, OP: BINARY[name], CONTIGUOUS: contiguous ? 1 : 0 },
       bindings: { a: ctx.input(0), b: ctx.input(1), out: ctx.output(0) },
       uniforms: { n, shape: c.shape, a_strides: c.strides[0], b_strides: c.strides[1],
         alpha, beta },
-      workgroups: groups(n, WG),
+      workgroups: groups(Math.ceil(n / VPT), WG),
     }),
   });
   return out;
@@ -48,14 +91,16 @@ function unaryOp(name: UnaryName | 'scale' | 'addScalar', op: number, a: Tensor,
   beta = 0): Tensor {
   checkTensor(name, 'x', a);
   const n = a.size;
+  const { WG, VPT } = tilingOf(a.engine);
   const [out] = a.engine.record({
     op: name, inputs: [a], outputs: [a.shape], attrs: { alpha, beta },
     encode: (ctx) => ctx.dispatch({
-      shader: 'elementwise', entry: 'unary_main', overrides: { WG, OP: op, CONTIGUOUS: 1 },
+      shader: 'elementwise', entry: 'unary_main',
+      overrides: { WG, VPT, OP: op, CONTIGUOUS: 1 },
       bindings: { a: ctx.input(0), out: ctx.output(0) },
       uniforms: { n, shape: [1, 1, 1, n], a_strides: [0, 0, 0, 1], b_strides: [0, 0, 0, 0],
         alpha, beta },
-      workgroups: groups(n, WG),
+      workgroups: groups(Math.ceil(n / VPT), WG),
     }),
   });
   return out;
@@ -67,6 +112,8 @@ export const mul = (a: Tensor, b: Tensor) => binaryOp('mul', a, b);
 export const div = (a: Tensor, b: Tensor) => binaryOp('div', a, b);
 export const maximum = (a: Tensor, b: Tensor) => binaryOp('maximum', a, b);
 export const minimum = (a: Tensor, b: Tensor) => binaryOp('minimum', a, b);
+/** relu(a + b) in one pass (a residual connection and its activation; broadcasts). */
+export const addRelu = (a: Tensor, b: Tensor) => binaryOp('addRelu', a, b);
 /** alpha * a + beta * b (same shapes or broadcast). */
 export const axpby = (alpha: number, a: Tensor, beta: number, b: Tensor) =>
   binaryOp('axpby', a, b, checkFinite('axpby', 'alpha', alpha), checkFinite('axpby', 'beta', beta));
@@ -111,6 +158,12 @@ export function stopGradient(x: Tensor): Tensor {
 // d(a+b) = da + db; broadcasting is undone by summing (sumToShape).
 registerGrad('add', ({ inputs: [a, b], grads: [g] }) =>
   [sumToShape(g!, a.shape), sumToShape(g!, b.shape)]);
+// y = relu(a + b): dy reaches a and b where y > 0 (subgradient 0 at 0, as relu's), one
+// reluGrad pass against the output shared by both when neither is broadcast.
+registerGrad('addRelu', ({ inputs: [a, b], outputs: [y], grads: [g], needs }) => {
+  const gz = binaryOp('reluGrad', g!, y);
+  return [needs[0] ? sumToShape(gz, a.shape) : null, needs[1] ? sumToShape(gz, b.shape) : null];
+});
 // d(a-b) = da - db
 registerGrad('sub', ({ inputs: [a, b], grads: [g], needs }) =>
   [sumToShape(g!, a.shape), needs[1] ? sumToShape(neg(g!), b.shape) : null]);

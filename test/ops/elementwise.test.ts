@@ -41,6 +41,66 @@ describe('binary elementwise ops with broadcasting', () => {
   }
 });
 
+describe('fused addRelu', () => {
+  // relu(a + b) against the composed references; the gradient reaches both operands where
+  // the sum is positive (sums within f32 rounding of 0 are improbable at these sizes).
+  for (const [sa, sb] of [[[1], [1]], [[4, 257], [4, 257]], [[2, 3, 13], [3, 1]],
+    [[6, 1, 97], [6, 11, 1]]] as [number[], number[]][]) {
+    it(`addRelu ${JSON.stringify(sa)} with ${JSON.stringify(sb)}`, async () => {
+      await checkOp(engine(), {
+        name: 'addRelu', inputs: [randomInput(sa, 11), randomInput(sb, 12)],
+        gpu: ([x, y]) => ops.addRelu(x, y),
+        refForward: ([x, y]) => R.unary('relu', R.add(x, y)),
+        refBackward: (dy, [x, y]) => {
+          const g = R.addBackward(R.unaryBackward('relu', dy, R.add(x, y)), x, y);
+          return [g.da, g.db];
+        },
+        tol: TOL.f32Elementwise, gradTol: TOL.f32Reduction(sa.length * 700, 3),
+      });
+    });
+  }
+});
+
+describe('elementwise tilings', () => {
+  // Runs that end mid-row and cross the innermost dimension's end (VPT 3 and 5 against
+  // rows of 3, 13, 97), workgroups of one thread, and the GPU tiling.
+  const tilings: [number, number][] = [[1, 3], [4, 5], [256, 1], [64, 16]];
+  for (const [WG, VPT] of tilings) {
+    it(`WG ${WG}, VPT ${VPT}: broadcast add, mul and a unary op`, async () => {
+      const e = engine();
+      ops.setElementwiseTiling(e, { WG, VPT });
+      try {
+        for (const [sa, sb] of [[[2, 3, 13], [3, 1]], [[6, 1, 97], [6, 11, 1]],
+          [[257], [1]], [[7], [7]]] as [number[], number[]][]) {
+          const a = randomInput(sa, 21);
+          const b = randomInput(sb, 22);
+          await checkOp(e, {
+            name: 'mul', inputs: [a, b], gpu: ([x, y]) => ops.mul(x, y),
+            refForward: ([x, y]) => R.mul(x, y),
+            refBackward: (dy, [x, y]) => { const g = R.mulBackward(dy, x, y); return [g.da, g.db]; },
+            tol: TOL.f32Elementwise, gradTol: TOL.f32Reduction(4 * 700, 3),
+          });
+          await checkOp(e, {
+            name: 'exp', inputs: [a], gpu: ([x]) => ops.exp(x),
+            refForward: ([x]) => R.unary('exp', x),
+            refBackward: (dy, [x]) => [R.unaryBackward('exp', dy, x)],
+            tol: TOL.f32Elementwise, gradTol: { atol: 1e-5, rtol: 1e-4 },
+          });
+        }
+      } finally {
+        ops.setElementwiseTiling(e, null);
+      }
+    });
+  }
+  it('picks runs on lavapipe and one element per thread elsewhere; checks its arguments', () => {
+    expect(ops.defaultElementwiseTiling('mesa software llvmpipe-llvm-15'))
+      .toBe(ops.ELEMENTWISE_CPU_TILING);
+    expect(ops.defaultElementwiseTiling('nvidia hopper')).toBe(ops.ELEMENTWISE_GPU_TILING);
+    expect(() => ops.setElementwiseTiling(engine(), { WG: 64, VPT: 0 }))
+      .toThrow(/setElementwiseTiling: VPT must be an integer in 1..1024, got 0/);
+  });
+});
+
 describe('unary elementwise ops', () => {
   const names = ['neg', 'relu', 'exp', 'log', 'sqrt', 'square', 'sigmoid', 'tanh', 'abs'] as const;
   for (const name of names) {
@@ -118,10 +178,13 @@ describe('reductions', () => {
 describe('dispatch past the workgroup-count limit', () => {
   it('folds 70 000 workgroups of 256 threads and fills every element', async () => {
     const e = engine();
-    // 70 000 x 256 elements need 70 000 workgroups: more than 65 535 in one dimension.
+    // 70 000 x 256 elements at one per thread need 70 000 workgroups: more than 65 535 in
+    // one dimension (runs per thread would need more than the 128 MiB a binding may hold).
     const n = 70_000 * 256;
     const x = e.tensor(new Float32Array(n).fill(1.5), [n]);
+    ops.setElementwiseTiling(e, { WG: 256, VPT: 1 });
     const y = ops.addScalar(ops.scale(x, 2), -1);
+    ops.setElementwiseTiling(e, null);
     const v = await y.read();
     let bad = -1;
     for (let i = 0; i < n; i++) if (v[i] !== 2) { bad = i; break; }
