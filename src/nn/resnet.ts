@@ -3,7 +3,7 @@
 
 import type { Engine } from '../graph/engine.js';
 import type { Tensor } from '../graph/tensor.js';
-import { add, relu } from '../ops/elementwise.js';
+import { addRelu } from '../ops/elementwise.js';
 import { globalAvgPool } from '../ops/pool.js';
 import { fail } from '../ops/util.js';
 import { BatchNorm, Conv2d } from './layers.js';
@@ -52,7 +52,8 @@ export class BasicBlock extends Module {
   forward(x: Tensor): Tensor {
     const h = this.bn2.forward(this.conv2.forward(this.bn1.forward(this.conv1.forward(x))));
     const s = this.shortcut ? this.shortcut.bn.forward(this.shortcut.conv.forward(x)) : x;
-    return relu(add(h, s));
+    // relu(h + s) in one pass forward and one backward.
+    return addRelu(h, s);
   }
 }
 
