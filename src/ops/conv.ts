@@ -42,8 +42,14 @@ export function defaultConvTiling(adapterInfo: string): ConvTiling {
   return /llvmpipe|lavapipe|swiftshader/i.test(adapterInfo) ? CONV_CPU_TILING : CONV_GPU_TILING;
 }
 
-/** Invocations the weight gradient aims for before it splits its reduction into chunks. */
-const WEIGHT_GRAD_TARGET_INVOCATIONS = 4096;
+/**
+ * Invocations the weight gradient aims for before it splits its reduction into chunks.
+ * On lavapipe 128-1024 were alike and 4096 up to 2x slower on the SwAV layers (each chunk
+ * writes partial sums that a second pass adds, and 2 cores need few invocations); GPUs
+ * want many.
+ */
+const WEIGHT_GRAD_TARGET_CPU = 256;
+const WEIGHT_GRAD_TARGET_GPU = 4096;
 const SUM_WG = 64;
 
 interface Geometry {
@@ -243,8 +249,9 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: readonly num
   // so that enough invocations run, and add the chunks' partial sums afterwards.
   const invocations = Math.ceil(taps / t.TN) * Math.ceil(g.O / t.TM);
   const rowsAll = g.N * g.OH;
-  const wanted = Math.min(rowsAll, Math.max(1, Math.ceil(WEIGHT_GRAD_TARGET_INVOCATIONS /
-    invocations)));
+  const target = /llvmpipe|lavapipe|swiftshader/i.test(x.engine.gpu.adapterInfo)
+    ? WEIGHT_GRAD_TARGET_CPU : WEIGHT_GRAD_TARGET_GPU;
+  const wanted = Math.min(rowsAll, Math.max(1, Math.ceil(target / invocations)));
   const rowsPerChunk = Math.ceil(rowsAll / wanted);
   const nChunks = Math.ceil(rowsAll / rowsPerChunk);
   const grid = { qTiles: 0, cols: taps, tilesX, tilesY, rowsPerChunk, total, nChunks };
