@@ -130,7 +130,12 @@ export class SwavTrainer {
       step, epoch, loss: l[0], lr, indices,
       stats: assignmentStats(q, B, c.prototypes),
     }));
-    return { step, result, extra: reads.then((r) => r.slice(2)) };
+    const extra = reads.then((r) => r.slice(2));
+    // A caller that ignores `extra` (or drops `result` after a failure it saw elsewhere)
+    // must not turn a lost device into an unhandled rejection; awaiting still throws.
+    result.catch(() => undefined);
+    extra.catch(() => undefined);
+    return { step, result, extra };
   }
 
   /** The tensors a checkpoint saves: model parameters and buffers, optimizer state, queue. */
