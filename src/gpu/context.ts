@@ -87,6 +87,8 @@ export class GpuContext {
   readonly pool: BufferPool;
   private uniformPool: BufferPool;
   private stagingPool: BufferPool;
+  /** Readbacks whose map is pending: destroying the device under them crashes Dawn. */
+  private inflightMaps = new Set<Promise<void>>();
   private loadShader: ShaderLoader;
   private shaders = new Map<string, { info: ShaderInfo; source: string; module?: GPUShaderModule }>();
   private kernels = new Map<string, Kernel>();
@@ -261,7 +263,20 @@ export class GpuContext {
     return this.mapStaging(staging, bytes);
   }
 
-  async mapStaging(staging: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+  mapStaging(staging: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
+    const p = this.mapStagingNow(staging, bytes);
+    const tracked = p.then(() => undefined, () => undefined);
+    this.inflightMaps.add(tracked);
+    void tracked.then(() => this.inflightMaps.delete(tracked));
+    return p;
+  }
+
+  /** Settles once every readback in flight has been delivered (or has failed). */
+  async idle(): Promise<void> {
+    await Promise.all([...this.inflightMaps]);
+  }
+
+  private async mapStagingNow(staging: GPUBuffer, bytes: number): Promise<ArrayBuffer> {
     this.counters.readbacks++;
     try {
       await staging.mapAsync(1 /* GPUMapMode.READ */);

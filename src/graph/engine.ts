@@ -61,9 +61,13 @@ export class Engine {
   // ---- leaves -------------------------------------------------------------------------
 
   private checkShape(what: string, shape: Shape): void {
+    if (!Array.isArray(shape)) {
+      throw new OpArgumentError(`${what}: shape must be an array of dimensions, got ` +
+        `${JSON.stringify(shape) ?? typeof shape}`);
+    }
     for (const d of shape) {
-      if (!Number.isInteger(d) || d < 1) {
-        throw new OpArgumentError(`${what}: shape ${shapeStr(shape)} must have positive ` +
+      if (typeof d !== 'number' || !Number.isInteger(d) || d < 1) {
+        throw new OpArgumentError(`${what}: shape ${JSON.stringify(shape)} must have positive ` +
           `integer dimensions`);
       }
     }
@@ -86,6 +90,10 @@ export class Engine {
     requiresGrad?: boolean } = {}): Tensor {
     const name = opts.name ?? 'tensor';
     this.checkShape(name, shape);
+    if (data === null || typeof data !== 'object' || typeof data.length !== 'number') {
+      throw new OpArgumentError(`${name}: data must be an array or typed array of numbers, ` +
+        `got ${data === null ? 'null' : typeof data}`);
+    }
     if (data.length !== sizeOf(shape)) {
       throw new OpArgumentError(`${name}: ${data.length} values do not fill shape ` +
         `${shapeStr(shape)} (${sizeOf(shape)} values)`);
@@ -98,6 +106,7 @@ export class Engine {
   }
 
   zeros(shape: Shape, opts: { name?: string; requiresGrad?: boolean } = {}): Tensor {
+    this.checkShape(opts.name ?? 'zeros', shape);
     return this.tensor(new Float32Array(sizeOf(shape)), shape, opts);
   }
 
@@ -129,6 +138,16 @@ export class Engine {
   }
 
   disposeTensor(t: Tensor): void {
+    if (t.state === 'disposed') return;
+    // A pending in-place update runs with the next run whatever its targets, so one that
+    // reads or writes t would fail every later run: refuse rather than break the engine.
+    // (A pure pending node that reads t fails only if it is ever asked for, and says why.)
+    const user = this.pending.find((n) => n.mutates.length > 0 &&
+      (n.inputs.includes(t) || n.mutates.includes(t)));
+    if (user && !this.gpu.lost) {
+      throw new OpArgumentError(`dispose: ${t.describe()} is still used by the pending op ` +
+        `${user.op}#${user.id}; run the engine first (engine.run()) or dispose it later`);
+    }
     if (t.buffer && !this.gpu.lost) {
       this.finalizer.unregister(t);
       this.gpu.pool.release(t.buffer);
@@ -167,6 +186,12 @@ export class Engine {
       }
       if (t.state === 'disposed') {
         throw new OpArgumentError(`${spec.op}: input ${i} (${t.describe()}) was disposed`);
+      }
+    }
+    for (const [i, t] of (spec.mutates ?? []).entries()) {
+      if (t.engine !== this || t.node !== null || t.state !== 'ready') {
+        throw new OpArgumentError(`${spec.op}: in-place target ${i} (${t.describe()}) must be ` +
+          `a leaf of this engine with a buffer (state ${t.state})`);
       }
     }
     for (const s of spec.outputs) this.checkShape(spec.op, s);
@@ -216,6 +241,12 @@ export class Engine {
       stack.push(n);
     };
     for (const t of targets) {
+      if (!(t instanceof Tensor)) {
+        throw new OpArgumentError(`run: targets and reads must be Tensors, got ${typeof t}`);
+      }
+      if (t.engine !== this) {
+        throw new OpArgumentError(`run: ${t.describe()} belongs to another engine`);
+      }
       if (t.state === 'pending' && t.node) visit(t.node);
       else if (t.state !== 'ready' && t.state !== 'pending') {
         throw new OpArgumentError(`run: ${t.describe()} is ${t.state}`);
@@ -239,7 +270,9 @@ export class Engine {
   run(targets: Tensor[] = [], reads: Tensor[] = []): Promise<Float32Array[]> {
     const nodes = this.schedule([...targets, ...reads]);
     // Tensors only read are not kept: their buffers return to the pool after the copy.
+    // A target keeps its siblings (the other outputs of its node, e.g. top-k's indices).
     const materialize = new Set<Tensor>(targets);
+    for (const t of targets) for (const o of t.node?.outputs ?? []) materialize.add(o);
     return this.enqueue(nodes, materialize, reads).then((ps) => Promise.all(ps));
   }
 
@@ -354,7 +387,15 @@ export class Engine {
    * their outputs passes for a computed value, and asking again fails the same way.
    */
   private unrun(nodes: Node[]): void {
+    // In-place updates of a failed run are dropped, not retried: they would join every
+    // later run and fail it again. Pure nodes go back to pending, so a read of their
+    // outputs fails the same way instead of returning zeros.
     for (const n of nodes) {
+      if (n.mutates.length) {
+        n.scheduled = true;
+        for (const t of n.outputs) t.state = 'released';
+        continue;
+      }
       n.scheduled = false;
       for (const t of n.outputs) {
         if (t.state === 'disposed') continue;
@@ -366,7 +407,8 @@ export class Engine {
         t.state = 'pending';
       }
     }
-    this.pending = [...nodes, ...this.pending].sort((a, b) => a.id - b.id);
+    this.pending = [...nodes.filter((n) => !n.mutates.length), ...this.pending]
+      .sort((a, b) => a.id - b.id);
   }
 
   private releaseTransient(t: Tensor): void {
@@ -392,6 +434,9 @@ export class Engine {
       // A failed run still leaves a device to free.
     }
     this.pending = [];
+    // Readbacks already submitted are delivered first: destroying the device under a
+    // pending map left Dawn's threads in a state that crashed the next device.
+    if (!this.gpu.lost) await this.gpu.idle();
     if (!this.gpu.lost) this.gpu.destroy();
     this.keepAlive = undefined;
   }

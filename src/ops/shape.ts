@@ -74,6 +74,8 @@ export function assign(target: Tensor, value: Tensor): void {
   if (target.size !== value.size) {
     fail('assign', `value ${value.describe()} does not fit target ${target.describe()}`);
   }
+  // Copying a buffer onto itself is invalid in WebGPU, and would change nothing anyway.
+  if (value === target) return;
   target.engine.record({
     op: 'assign', inputs: [value], outputs: [], mutates: [target], differentiable: false,
     encode: (ctx) => ctx.recorder.copy(ctx.input(0).buffer, 0, ctx.mutated(0).buffer, 0,
@@ -85,8 +87,11 @@ export function assign(target: Tensor, value: Tensor): void {
 export function assignRows(target: Tensor, row: number, value: Tensor): void {
   checkTensor('assignRows', 'target', target);
   if (target.node) fail('assignRows', `target ${target.describe()} must be a leaf`);
+  checkTensor('assignRows', 'value', value);
+  if (value === target) fail('assignRows', `value and target are the same tensor`);
   const rowBytes = target.bytes / target.shape[0];
-  if (value.bytes % rowBytes !== 0 || row < 0 || row * rowBytes + value.bytes > target.bytes) {
+  if (!Number.isInteger(row) || value.bytes % rowBytes !== 0 || row < 0 ||
+    row * rowBytes + value.bytes > target.bytes) {
     fail('assignRows', `${value.describe()} at row ${row} does not fit ${target.describe()}`);
   }
   target.engine.record({

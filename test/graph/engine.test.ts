@@ -6,6 +6,9 @@ import { createEngine, grad, BindingError, ShaderError, OpArgumentError, NotSupp
   from '../../src/node.js';
 import * as ops from '../../src/ops/elementwise.js';
 import { sum, mean } from '../../src/ops/reduce.js';
+import { assign, assignRows } from '../../src/ops/shape.js';
+import { topk } from '../../src/ops/topk.js';
+import { matmul } from '../../src/ops/matmul.js';
 import { useEngine } from '../helpers/gpu.js';
 
 const engine = useEngine({
@@ -232,5 +235,70 @@ describe('disposal', () => {
     const x = e.tensor([1], [1]);
     await e.dispose();
     await expect(ops.neg(x).read()).rejects.toThrow(/disposed/);
+  });
+});
+
+describe('misuse is refused before GPU work, and the engine stays usable', () => {
+  it('a tensor of another engine cannot be run or read here', async () => {
+    const e = engine();
+    const other = await createEngine();
+    try {
+      const t = other.tensor([7, 8], [2]);
+      expect(() => e.read(t)).toThrow(/run: .* belongs to another engine/);
+      expect(() => e.run([], [ops.neg(t)])).toThrow(/belongs to another engine/);
+      expect(Array.from(await ops.neg(e.tensor([1, 2], [2])).read())).toEqual([-1, -2]);
+    } finally {
+      await other.dispose();
+    }
+  });
+
+  it('assign of a tensor to itself changes nothing; assignRows wants an integer row', async () => {
+    const e = engine();
+    const t = e.tensor([1, 2], [2]);
+    assign(t, t);
+    expect(Array.from(await t.read())).toEqual([1, 2]);
+    const q = e.zeros([4, 2]);
+    expect(() => assignRows(q, 0.5, e.tensor([5, 6], [1, 2]))).toThrow(/at row 0\.5 does not fit/);
+    expect(() => assignRows(q, NaN, e.tensor([5, 6], [1, 2]))).toThrow(/assignRows/);
+  });
+
+  it('a tensor a pending in-place update uses cannot be disposed', async () => {
+    const e = engine();
+    const p = e.tensor([1, 2], [2]);
+    const v = e.tensor([3, 4], [2]);
+    assign(p, v);
+    expect(() => v.dispose()).toThrow(/still used by the pending op assign#\d+/);
+    expect(() => p.dispose()).toThrow(/still used by the pending op assign/);
+    await e.run();
+    v.dispose();
+    expect(Array.from(await p.read())).toEqual([3, 4]);
+    // An in-place write into a disposed leaf is refused when recorded.
+    expect(() => assign(v, p)).toThrow(/in-place target 0 .* must be a leaf .*disposed/);
+  });
+
+  it('reading one output of a node keeps the others (top-k values, then indices)', async () => {
+    const e = engine();
+    const r = topk(e.tensor([3, 1, 2, 5], [1, 4]), 2);
+    expect(Array.from(await r.values.read())).toEqual([5, 3]);
+    expect(Array.from(await r.indices.read())).toEqual([3, 0]);
+  });
+
+  it('bad leaf arguments are OpArgumentErrors, not raw TypeErrors', () => {
+    const e = engine();
+    expect(() => e.tensor([1, 2, 3], 3 as unknown as number[])).toThrow(OpArgumentError);
+    expect(() => e.tensor(null as unknown as number[], [3])).toThrow(/data must be an array/);
+    expect(() => e.zeros([-1])).toThrow(/zeros: shape \[-1\] must have positive/);
+    expect(() => e.zeros(['3'] as unknown as number[])).toThrow(/\["3"\] must have positive/);
+  });
+
+  it('a read submitted before dispose is delivered, and a new engine works after', async () => {
+    const e = await createEngine();
+    const p = ops.neg(e.tensor([1, 2], [2])).read();
+    await e.dispose();
+    expect(Array.from(await p)).toEqual([-1, -2]);
+    const e2 = await createEngine();
+    const big = e2.zeros([256, 256]);
+    expect((await matmul(big, big).read()).length).toBe(65536);
+    await e2.dispose();
   });
 });
