@@ -108,7 +108,13 @@ function isShape(v: unknown): v is number[] {
 }
 
 function show(v: unknown): string {
-  const text = JSON.stringify(v) ?? String(v);
+  let text: string;
+  try {
+    text = JSON.stringify(v) ?? String(v);
+  } catch {
+    // Too deeply nested (or cyclic) to print: a hostile header must still get its error.
+    text = Array.isArray(v) ? '[...]' : typeof v === 'object' ? '{...}' : String(v);
+  }
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 

@@ -289,6 +289,15 @@ describe('parseSafetensors rejects bad input, naming the file and the field', ()
   });
 });
 
+describe('parseSafetensors survives hostile nesting', () => {
+  it('a shape nested 100 000 deep is its own error, not a stack overflow', () => {
+    const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+    const text = `{"x":{"dtype":"F32","shape":${deep},"data_offsets":[0,0]}}`;
+    expect(stMessage(() => parseSafetensors(rawFile(text), 'deep.safetensors')))
+      .toMatch(/deep\.safetensors: .*shape/);
+  });
+});
+
 describe('serializeSafetensors rejects bad tensors', () => {
   const who = 'serializeSafetensors';
   it('data of the wrong array type for the dtype', () => {
