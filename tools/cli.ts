@@ -2,11 +2,14 @@
 // The swavgpu command: train SwAV, evaluate its features, or both (the main job).
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { accessSync, constants, statSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { createEngine } from '../src/node.js';
 import { DEFAULT_FASHION_MNIST_DIR } from '../src/data/fashion-node.js';
 import { defaultConfig, gpuRecipe, validateConfig, ConfigError, type SwavConfig }
   from '../src/swav/config.js';
-import { trainSwav, TrainingError } from '../src/swav/train-node.js';
+import { trainSwav, TrainingError, TrainingInterrupted } from '../src/swav/train-node.js';
+import { CheckpointError } from '../src/io/checkpoint-node.js';
 import { evaluateCheckpoint, printEvalTable } from '../src/eval/run-node.js';
 
 const USAGE = `usage: swavgpu <command> [options]
@@ -20,7 +23,11 @@ commands:
 train options:
   --data DIR             Fashion-MNIST IDX files (default ${DEFAULT_FASHION_MNIST_DIR})
   --out DIR              output folder (default runs/swav; main: runs/main)
-  --resume               continue from the latest checkpoint in --out
+  --resume               continue from the latest complete checkpoint in --out, with its
+                         settings; only --epochs, --time-budget, --checkpoint-every,
+                         --quiet and --data may change (other options given must match).
+                         A new --epochs changes the total steps, and so the cosine
+                         learning-rate schedule from the resumed step on
   --epochs N             epochs, fractions allowed (default ${defaultConfig.epochs})
   --batch-size N         images per step (default ${defaultConfig.batchSize})
   --subset N             use the first N training images (default all)
@@ -63,7 +70,9 @@ eval options:
   --probe-epochs N       linear probe epochs (default 20)
   --k N                  kNN neighbours (default 20)
 
-SWAVGPU_DEBUG=1..4 prints engine detail (see README).`;
+Ctrl-C stops training after the step in flight (exit 130); --resume continues from the
+last checkpoint. SWAVGPU_DEBUG=1..4 prints engine detail (see README) and, from 1, the stack
+of an internal error.`;
 
 const options = {
   help: { type: 'boolean', short: 'h' },
@@ -140,13 +149,25 @@ function list(v: Values, name: keyof Values, fallback: number[], len?: number): 
   return parts;
 }
 
-export function configFromArgs(v: Values): SwavConfig {
-  const base: SwavConfig = { ...defaultConfig, ...(v['gpu-recipe'] ? gpuRecipe : {}) };
+/** A crop count: an integer >= `min`, checked before groups of 0 are dropped. */
+function cropCount(v: Values, name: 'global-crops' | 'local-crops', fallback: number,
+  min: number): number {
+  const n = num(v, name, fallback);
+  if (!Number.isInteger(n) || n < min) {
+    throw new ConfigError(`--${name}: must be an integer >= ${min}` +
+      `${min === 1 ? ' (the codes are computed from the global crops)' : ''}, got ${n}`);
+  }
+  return n;
+}
+
+export function configFromArgs(v: Values, from?: SwavConfig): SwavConfig {
+  const base: SwavConfig = from ??
+    { ...defaultConfig, ...(v['gpu-recipe'] ? gpuRecipe : {}) };
   const [g, l] = [base.crops[0], base.crops[1] ?? { count: 0, size: 14, scale: [0.15, 0.4] }];
   const crops = [
-    { count: num(v, 'global-crops', g.count), size: num(v, 'global-size', g.size),
+    { count: cropCount(v, 'global-crops', g.count, 1), size: num(v, 'global-size', g.size),
       scale: list(v, 'global-scale', g.scale, 2) as [number, number] },
-    { count: num(v, 'local-crops', l.count), size: num(v, 'local-size', l.size),
+    { count: cropCount(v, 'local-crops', l.count, 0), size: num(v, 'local-size', l.size),
       scale: list(v, 'local-scale', l.scale, 2) as [number, number] },
   ].filter((c) => c.count > 0);
   const assignCount = Math.min(2, crops[0].count);
@@ -184,6 +205,102 @@ export function configFromArgs(v: Values): SwavConfig {
   });
 }
 
+/** Options that may change on --resume; the rest must match the checkpoint's config. */
+const RESUME_SAFE = new Set(['epochs', 'time-budget', 'checkpoint-every', 'quiet', 'data']);
+/** Options that are not training settings at all (the command's own, and eval's). */
+const NOT_CONFIG = new Set(['help', 'out', 'resume', 'checkpoint', 'json', 'bank', 'test',
+  'probe-epochs', 'k']);
+
+/** What each training option sets, to compare a checkpoint's config with the given one. */
+const field = (c: SwavConfig, o: string): unknown => {
+  const group = (i: number) => c.crops[i] ?? { count: 0, size: undefined, scale: undefined };
+  switch (o) {
+    case 'global-crops': return group(0).count;
+    case 'global-size': return group(0).size;
+    case 'global-scale': return group(0).scale;
+    case 'local-crops': return group(1).count;
+    case 'local-size': return group(1).size;
+    case 'local-scale': return group(1).scale;
+    case 'jitter': return c.jitter.strength;
+    case 'jitter-p': return c.jitter.p;
+    case 'blur-p': return c.blur.p;
+    case 'lr': return c.baseLr;
+    case 'final-lr': return c.finalLr;
+    case 'freeze-prototypes': return c.freezePrototypesSteps;
+    case 'gpu-recipe': return Object.keys(gpuRecipe).map((k) => c[k as keyof SwavConfig]);
+    default: return c[o.replace(/-(\w)/g, (_, x: string) => x.toUpperCase()) as keyof SwavConfig];
+  }
+};
+
+/**
+ * The config a resumed run continues with: the checkpoint's, with the options that are safe
+ * to change taken from the command line; any other option given must agree with it.
+ */
+export function resumeConfig(v: Values, saved: SwavConfig, timeBudget: number): SwavConfig {
+  const given = configFromArgs(v, saved);
+  const withRecipe = { ...saved, ...gpuRecipe };
+  for (const o of Object.keys(v)) {
+    if (RESUME_SAFE.has(o) || NOT_CONFIG.has(o) || v[o as keyof Values] === undefined) continue;
+    const want = o === 'gpu-recipe' ? field(withRecipe, o) : field(given, o);
+    const have = field(saved, o);
+    if (JSON.stringify(want) !== JSON.stringify(have)) {
+      const show = (x: unknown) => o === 'gpu-recipe' ? (x === want ? 'the GPU recipe' : 'other')
+        : Array.isArray(x) ? x.join(',') : String(x);
+      throw new ConfigError(`--${o}: cannot change on --resume: the checkpoint has ` +
+        `${show(have)}, the command line gives ${show(want)} (only --epochs, --time-budget, ` +
+        '--checkpoint-every, --quiet and --data may change)');
+    }
+  }
+  return validateConfig({ ...saved, epochs: given.epochs, checkpointEvery: given.checkpointEvery,
+    timeBudget });
+}
+
+interface EvalArgs {
+  bank: number;
+  test: number;
+  probeEpochs: number;
+  k: number;
+  json?: string;
+}
+
+/** Eval's options, all checked before any training or evaluation starts. */
+function evalArgs(v: Values, command: string, out: string): EvalArgs {
+  const int = (name: 'bank' | 'test' | 'probe-epochs' | 'k', fallback: number, min: number,
+    max = Infinity) => {
+    const n = num(v, name, fallback);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new ConfigError(`--${name}: must be an integer ${max < Infinity ? `in ${min}..${max}`
+        : `>= ${min}`}${min === 0 ? ' (0 for all)' : ''}, got ${n}`);
+    }
+    return n;
+  };
+  const r: EvalArgs = { bank: int('bank', 10000, 0), test: int('test', 10000, 0),
+    probeEpochs: int('probe-epochs', 20, 1), k: int('k', 20, 1, 64) };
+  if (v.json !== undefined) {
+    const dir = dirname(v.json);
+    let ok = false;
+    try {
+      ok = statSync(dir).isDirectory();
+      accessSync(dir, constants.W_OK);
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new ConfigError(`--json ${v.json}: the folder ${dir} does not exist or is ` +
+      'not writable');
+    try {
+      if (statSync(v.json).isDirectory()) {
+        throw new ConfigError(`--json ${v.json}: is a folder; give a file name`);
+      }
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+    }
+    r.json = v.json;
+  } else if (command === 'main') {
+    r.json = `${out}/eval.json`;
+  }
+  return r;
+}
+
 async function main(argv: string[]): Promise<number> {
   let parsed: ReturnType<typeof parse>;
   try {
@@ -204,30 +321,45 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const dataDir = v.data ?? DEFAULT_FASHION_MNIST_DIR;
+  const out = v.out ?? (command === 'main' ? 'runs/main' : 'runs/swav');
+  // Every option is checked before the engine starts, and eval's before training.
+  const training = command === 'train' || command === 'main';
+  const fresh = training ? configFromArgs(v) : null;
+  // The main job must end within 30 minutes on a 2-core machine without a GPU: its
+  // training stops at 20 minutes even where the machine is slower than ours.
+  if (fresh && command === 'main' && v['time-budget'] === undefined) fresh.timeBudget = 1200;
+  const evalOpts = command === 'eval' || command === 'main' ? evalArgs(v, command, out) : null;
+  if (command === 'eval' && !v.checkpoint) {
+    throw new ConfigError('--checkpoint: needed (a file or a run folder)');
+  }
   const engine = await createEngine({
     tune: true,
     onLost: (m) => process.stderr.write(`\nswavgpu: ${m}\n`),
   });
+  const log = (l: string) => process.stderr.write(`${l}\n`);
   try {
     let checkpoint = v.checkpoint;
-    const out = v.out ?? (command === 'main' ? 'runs/main' : 'runs/swav');
-    if (command === 'train' || command === 'main') {
-      const config = configFromArgs(v);
-      // The main job must end within 30 minutes on a 2-core machine without a GPU: its
-      // training stops at 20 minutes even where the machine is slower than ours.
-      if (command === 'main' && v['time-budget'] === undefined) config.timeBudget = 1200;
-      const summary = await trainSwav(engine, { config, dataDir, out, resume: !!v.resume,
-        quiet: !!v.quiet });
-      checkpoint = summary.checkpoint;
+    if (fresh) {
+      // Ctrl-C: stop after the step in flight; a second one ends the process at once.
+      const interrupt = new AbortController();
+      const onInt = () => {
+        if (interrupt.signal.aborted) process.exit(130);
+        interrupt.abort();
+      };
+      process.on('SIGINT', onInt);
+      try {
+        const summary = await trainSwav(engine, {
+          config: fresh, dataDir, out, resume: !!v.resume, quiet: !!v.quiet,
+          resumeConfig: (saved) => resumeConfig(v, saved, fresh.timeBudget),
+          signal: interrupt.signal,
+        });
+        checkpoint = summary.checkpoint;
+      } finally {
+        process.off('SIGINT', onInt);
+      }
     }
-    if (command === 'eval' || command === 'main') {
-      if (!checkpoint) throw new ConfigError('--checkpoint: needed (a file or a run folder)');
-      const result = await evaluateCheckpoint(engine, {
-        checkpoint, dataDir, bank: num(v, 'bank', 10000), test: num(v, 'test', 10000),
-        probeEpochs: num(v, 'probe-epochs', 20), k: num(v, 'k', 20),
-        json: v.json ?? (command === 'main' ? `${out}/eval.json` : undefined),
-        log: (l) => process.stderr.write(`${l}\n`),
-      });
+    if (evalOpts && checkpoint) {
+      const result = await evaluateCheckpoint(engine, { checkpoint, dataDir, ...evalOpts, log });
       process.stdout.write(printEvalTable(result));
     }
     return 0;
@@ -236,11 +368,35 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** An error a user can act on from its message alone: no stack trace. */
+export function isKnownError(e: unknown): boolean {
+  if (e instanceof ConfigError || e instanceof TrainingError || e instanceof CheckpointError) {
+    return true;
+  }
+  if (!(e instanceof Error)) return false;
+  // A system call's failure (EEXIST, EACCES, ENOENT...): Node's message names the path.
+  const sys = e as NodeJS.ErrnoException;
+  if (typeof sys.code === 'string' && typeof sys.syscall === 'string') return true;
+  return /Error$/.test(e.name) && e.name !== 'Error' && e.name !== 'TypeError' &&
+    e.name !== 'ReferenceError' && e.name !== 'SyntaxError';
+}
+
 main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;
 }, (e: unknown) => {
-  const known = e instanceof ConfigError || e instanceof TrainingError ||
-    (e instanceof Error && /Error$/.test(e.name) && e.name !== 'Error' && e.name !== 'TypeError');
-  process.stderr.write(`\nswavgpu: ${known ? (e as Error).message : (e as Error)?.stack ?? e}\n`);
+  if (e instanceof TrainingInterrupted) {
+    process.stderr.write(`\nswavgpu: ${e.message}\n`);
+    process.exitCode = 130;
+    return;
+  }
+  const message = e instanceof Error ? e.message : String(e);
+  if (isKnownError(e)) {
+    process.stderr.write(`\nswavgpu: ${message}\n`);
+  } else {
+    // A bug in swavgpu itself: one line, and the stack where SWAVGPU_DEBUG asks for it.
+    const debug = Number(process.env.SWAVGPU_DEBUG ?? 0) >= 1;
+    process.stderr.write(`\nswavgpu: internal error: ${message}\n` + (debug
+      ? `${(e as Error)?.stack ?? ''}\n` : '(SWAVGPU_DEBUG=1 prints the stack trace)\n'));
+  }
   process.exitCode = 1;
 });

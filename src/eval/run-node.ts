@@ -4,7 +4,8 @@
 import { writeFileSync } from 'node:fs';
 import type { Engine } from '../graph/engine.js';
 import { loadFashionMnist } from '../data/fashion-node.js';
-import { loadRun } from '../swav/checkpoint-node.js';
+import { describeSkipped, loadRun } from '../swav/checkpoint-node.js';
+import { CheckpointError } from '../io/checkpoint-node.js';
 import { SwavModel } from '../swav/model.js';
 import { validateConfig } from '../swav/config.js';
 import { extractFeatures, pixelFeatures, type Features } from './features.js';
@@ -51,11 +52,9 @@ export async function evaluateCheckpoint(engine: Engine, o: EvalOptions): Promis
   const bankN = checkCount('bank', o.bank);
   const testN = checkCount('test', o.test);
   const t0 = performance.now();
-  const run = await loadRun(o.checkpoint);
+  const run = await loadRun(o.checkpoint,
+    (used, skipped) => log(`${describeSkipped(skipped)}; using ${used}`));
   const config = validateConfig(run.config);
-  const train = await loadFashionMnist(o.dataDir, 'train', bankN ? { limit: bankN } : {});
-  const test = await loadFashionMnist(o.dataDir, 'test', testN ? { limit: testN } : {});
-
   const trained = new SwavModel(engine, {
     backbone: { width: config.width, blocks: config.blocks }, hidden: config.hidden,
     featDim: config.featDim, prototypes: config.prototypes, seed: config.seed,
@@ -64,11 +63,20 @@ export async function evaluateCheckpoint(engine: Engine, o: EvalOptions): Promis
   for (const [name, t] of state) {
     const v = run.tensors[name];
     if (!v || v.length !== t.size) {
-      throw new Error(`${run.path}: tensor ${name} is ${v ? `${v.length} values` : 'missing'}, ` +
-        `the model needs ${t.describe()}`);
+      throw new CheckpointError(run.path, `tensor ${name} is ${v ? `${v.length} values` :
+        'missing'}, the model of its own config needs ${t.describe()}`);
     }
     t.write(v);
   }
+  // The checkpoint fits its model: now the data, whose two splits must agree.
+  const train = await loadFashionMnist(o.dataDir, 'train', bankN ? { limit: bankN } : {});
+  const test = await loadFashionMnist(o.dataDir, 'test', testN ? { limit: testN } : {});
+  if (train.height !== test.height || train.width !== test.width) {
+    throw new RangeError(`${o.dataDir}: the training images (train-images-idx3-ubyte) are ` +
+      `${train.height}x${train.width} but the test images (t10k-images-idx3-ubyte) are ` +
+      `${test.height}x${test.width}; both splits must have one size`);
+  }
+
   // The same architecture and seed, untrained: where training started from.
   const random = new SwavModel(engine, {
     backbone: { width: config.width, blocks: config.blocks }, hidden: config.hidden,

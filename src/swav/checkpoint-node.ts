@@ -3,8 +3,8 @@
 // metadata.
 
 import type { Engine } from '../graph/engine.js';
-import { checkpointName, findLatestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint,
-  type LatestCheckpoint } from '../io/checkpoint-node.js';
+import { CheckpointError, checkpointName, findLatestCheckpoint, loadCheckpoint, pruneCheckpoints,
+  saveCheckpoint } from '../io/checkpoint-node.js';
 import type { Tensor as SafeTensor } from '../io/safetensors.js';
 import type { ParsedSafetensors } from '../io/safetensors.js';
 import type { Tensor } from '../graph/tensor.js';
@@ -170,12 +170,14 @@ function decode(path: string, parsed: ParsedSafetensors): LoadedRun {
   const cfg = parsed.metadata[CONFIG_KEY];
   const pos = parsed.metadata[POSITION_KEY];
   if (!cfg || !pos) {
-    throw new Error(`${path}: not a swavgpu SwAV checkpoint (metadata lacks ${CONFIG_KEY} ` +
-      `or ${POSITION_KEY})`);
+    throw new CheckpointError(path, `not a swavgpu SwAV checkpoint (metadata lacks ` +
+      `${CONFIG_KEY} or ${POSITION_KEY})`);
   }
   const tensors: Record<string, Float32Array> = {};
   for (const [name, t] of Object.entries(parsed.tensors)) {
-    if (t.dtype !== 'F32') throw new Error(`${path}: tensor ${name} is ${t.dtype}, expected F32`);
+    if (t.dtype !== 'F32') {
+      throw new CheckpointError(path, `tensor ${name} is ${t.dtype}, expected F32`);
+    }
     tensors[name] = t.data as Float32Array;
   }
   let config: SwavConfig;
@@ -184,30 +186,84 @@ function decode(path: string, parsed: ParsedSafetensors): LoadedRun {
     config = JSON.parse(cfg) as SwavConfig;
     position = JSON.parse(pos) as TrainerPosition;
   } catch (e) {
-    throw new Error(`${path}: metadata is not valid JSON: ${(e as Error).message}`);
+    throw new CheckpointError(path, `metadata is not valid JSON: ${(e as Error).message}`);
   }
   return { path, config, position, tensors };
 }
 
-/** A checkpoint file, or the latest complete one in a directory. */
+/** A file passed over while looking for the newest complete checkpoint, and why. */
+export interface SkippedFile {
+  path: string;
+  reason: string;
+}
+
+/** The reason alone: a CheckpointError's message starts with the path it names. */
+function reasonOf(path: string, e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m.startsWith(`${path}: `) ? m.slice(path.length + 2) : m;
+}
+
+/** `a: why; b: why` for an error message or a log line. */
+export function describeSkipped(skipped: SkippedFile[]): string {
+  return skipped.map((s) => `skipped ${s.path} (${s.reason})`).join('; ');
+}
+
+/**
+ * The newest complete SwAV checkpoint in `dir`, with every newer file passed over and why;
+ * `run` is null when none is complete (a missing folder holds none).
+ */
+export async function scanRun(dir: string):
+  Promise<{ run: LoadedRun | null; skipped: SkippedFile[] }> {
+  const skipped: SkippedFile[] = [];
+  const latest = await findLatestCheckpoint(dir,
+    (path, why) => skipped.push({ path, reason: reasonOf(path, why) }));
+  if (!latest) return { run: null, skipped };
+  try {
+    return { run: decode(latest.path, latest), skipped };
+  } catch (e) {
+    // A checksummed file that is not ours: nothing older is looked at, as for a bad file.
+    skipped.push({ path: latest.path, reason: reasonOf(latest.path, e) });
+    return { run: null, skipped };
+  }
+}
+
+/** The error for a folder holding no complete checkpoint, naming each file passed over. */
+export function noCheckpointError(dir: string, skipped: SkippedFile[]): CheckpointError {
+  let exists = true;
+  try {
+    exists = statSync(dir).isDirectory();
+  } catch {
+    exists = false;
+  }
+  if (!exists) return new CheckpointError(dir, 'no such folder, so no checkpoint to use');
+  return new CheckpointError(dir, 'holds no complete checkpoint' +
+    (skipped.length ? `: ${describeSkipped(skipped)}` : ' (no ckpt-*.safetensors file)'));
+}
+
+/**
+ * A checkpoint file, or the latest complete one in a directory. For a directory, files
+ * newer than the one used are reported to `onFallback` (only when there are any).
+ */
 export async function loadRun(pathOrDir: string,
-  onSkip?: (path: string, reason: string) => void): Promise<LoadedRun> {
+  onFallback?: (used: string, skipped: SkippedFile[]) => void): Promise<LoadedRun> {
   let isDir = false;
   try {
     isDir = statSync(pathOrDir).isDirectory();
   } catch {
-    throw new Error(`${pathOrDir}: no such checkpoint file or directory`);
+    throw new CheckpointError(pathOrDir, 'no such checkpoint file or directory');
   }
   if (isDir) {
-    const latest: LatestCheckpoint | null = await findLatestCheckpoint(pathOrDir, onSkip);
-    if (!latest) throw new Error(`${pathOrDir}: holds no complete checkpoint`);
-    return decode(latest.path, latest);
+    const { run, skipped } = await scanRun(pathOrDir);
+    if (!run) throw noCheckpointError(pathOrDir, skipped);
+    if (skipped.length) onFallback?.(run.path, skipped);
+    return run;
   }
   return decode(pathOrDir, await loadCheckpoint(pathOrDir));
 }
 
 export async function latestRun(dir: string,
   onSkip?: (path: string, reason: string) => void): Promise<LoadedRun | null> {
-  const latest = await findLatestCheckpoint(dir, onSkip);
-  return latest ? decode(latest.path, latest) : null;
+  const { run, skipped } = await scanRun(dir);
+  for (const s of skipped) onSkip?.(s.path, s.reason);
+  return run;
 }

@@ -12,8 +12,8 @@ import { STEP_KEY } from '../optim/optimizer.js';
 import { SwavTrainer, type StepResult } from './trainer.js';
 import { validateConfig, type SwavConfig } from './config.js';
 import {
-  firstNonFinite, latestRun, removeStaleTemps, restoreSnapshot, snapshotTrainer,
-  writeTrainerCheckpoint, type TrainerSnapshot,
+  describeSkipped, firstNonFinite, noCheckpointError, removeStaleTemps, restoreSnapshot, scanRun,
+  snapshotTrainer, writeTrainerCheckpoint, type TrainerSnapshot,
 } from './checkpoint-node.js';
 import { lossCurveSvg } from './plot.js';
 
@@ -43,6 +43,16 @@ export interface TrainOptions {
    */
   stopAtStep?: number;
   hooks?: TrainHooks;
+  /**
+   * On resume, the config to continue with, given the checkpoint's (it may refuse by
+   * throwing). Default: the checkpoint's, with this call's time budget.
+   */
+  resumeConfig?: (saved: SwavConfig) => SwavConfig;
+  /**
+   * Aborting it stops training after the step in flight, without a checkpoint; trainSwav
+   * then throws TrainingInterrupted naming the newest checkpoint.
+   */
+  signal?: AbortSignal;
 }
 
 export interface TrainSummary {
@@ -60,6 +70,15 @@ export class TrainingError extends Error {
     checkpoint?: string } = {}) {
     super(message);
     this.name = 'TrainingError';
+  }
+}
+
+/** Training stopped by `signal` (Ctrl-C): nothing was written after the last checkpoint. */
+export class TrainingInterrupted extends TrainingError {
+  constructor(readonly step: number, checkpoint: string) {
+    super(`interrupted at step ${step}; the last checkpoint is ${checkpoint || 'none (none ' +
+      'was written yet)'}${checkpoint ? ', --resume continues' : ''}`, { step, checkpoint });
+    this.name = 'TrainingInterrupted';
   }
 }
 
@@ -115,30 +134,53 @@ interface InFlight {
 export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<TrainSummary> {
   const log = opts.log ?? defaultLog;
   const live = !opts.quiet && (opts.log !== undefined || process.stderr.isTTY === true);
-  mkdirSync(opts.out, { recursive: true });
   let config = validateConfig(opts.config);
   const stopAt = opts.stopAtStep;
   if (stopAt !== undefined && !(Number.isSafeInteger(stopAt) && stopAt >= 0)) {
     throw new TrainingError(`stopAtStep must be an integer >= 0, got ${stopAt}`);
   }
-  const skipped = (p: string, why: string) => log(`skipping ${p}: ${why}`);
-  const resumed = opts.resume ? await latestRun(opts.out, skipped) : null;
-  if (opts.resume && !resumed) log(`no checkpoint in ${opts.out}: starting from step 0`);
-  if (!opts.resume && await findLatestCheckpoint(opts.out)) {
-    throw new TrainingError(`${opts.out} already holds checkpoints: pass --resume to ` +
-      `continue that run, or choose another --out`);
-  }
+  let resumed: Awaited<ReturnType<typeof scanRun>>['run'] = null;
   if (opts.resume) {
-    await removeStaleTemps(opts.out,
-      (p) => log(`removed ${p}, left by a write that did not finish`));
+    // Nothing in the folder is touched until a complete checkpoint is found.
+    const { run, skipped } = await scanRun(opts.out);
+    if (!run) throw new TrainingError(`--resume: ${noCheckpointError(opts.out, skipped).message}`);
+    if (skipped.length) log(`--resume: ${describeSkipped(skipped)}; using ${run.path}`);
+    resumed = run;
+    config = validateConfig(opts.resumeConfig ? opts.resumeConfig(run.config)
+      : { ...run.config, timeBudget: config.timeBudget });
+  } else {
+    try {
+      mkdirSync(opts.out, { recursive: true });
+    } catch (e) {
+      throw new TrainingError(`--out ${opts.out}: cannot create the output folder ` +
+        `(${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    if (await findLatestCheckpoint(opts.out)) {
+      throw new TrainingError(`${opts.out} already holds checkpoints: pass --resume to ` +
+        `continue that run, or choose another --out`);
+    }
   }
-  if (resumed) config = validateConfig({ ...resumed.config, timeBudget: config.timeBudget });
 
   const data = await loadFashionMnist(opts.dataDir, 'train',
     config.subset > 0 ? { limit: config.subset } : {});
   const trainer = new SwavTrainer(engine, config, data);
   if (resumed) {
-    trainer.load(resumed.tensors, resumed.position);
+    try {
+      trainer.load(resumed.tensors, resumed.position);
+    } catch (e) {
+      trainer.dispose();
+      throw new TrainingError(`${resumed.path}: does not fit the model of its own config: ` +
+        (e as Error).message.replace(/^checkpoint: /, ''), { checkpoint: resumed.path });
+    }
+    if (trainer.done) {
+      trainer.dispose();
+      log(`nothing to train: the run already has ${resumed.position.step} of ` +
+        `${trainer.totalSteps} steps (${resumed.path}); raise --epochs to train further`);
+      return { steps: 0, finalLoss: NaN, seconds: 0, imagesPerSecond: 0,
+        checkpoint: resumed.path, stoppedEarly: false };
+    }
+    await removeStaleTemps(opts.out,
+      (p) => log(`removed ${p}, left by a write that did not finish`));
     log(`resumed from ${resumed.path} at step ${trainer.step}`);
   }
   const metricsPath = join(opts.out, 'metrics.jsonl');
@@ -225,7 +267,8 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
   let inFlight: InFlight | null = null;
   try {
     good = await snapshotTrainer(trainer);
-    while (!trainer.done && !(stopAt !== undefined && trainer.step >= stopAt)) {
+    while (!trainer.done && !(stopAt !== undefined && trainer.step >= stopAt) &&
+      !opts.signal?.aborted) {
       // One step stays in flight: the GPU works on step s while step s-1's values are read.
       const prev: InFlight | null = inFlight;
       inFlight = submit();
@@ -250,11 +293,17 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
     }
     if (inFlight) await handle(inFlight);
     inFlight = null;
+    if (opts.signal?.aborted && !trainer.done) {
+      throw new TrainingInterrupted(trainer.step, checkpoint);
+    }
     if (stopAt !== undefined && trainer.step >= stopAt && !trainer.done) stoppedEarly = true;
   } catch (e) {
     // Let what is still on the GPU finish before anything else is recorded.
     const pending: InFlight | null = inFlight;
     if (pending) await Promise.allSettled([pending.result, pending.params]);
+    if (e instanceof TrainingInterrupted) throw e;
+    // "Good" holds: every checkpoint's values were checked finite before it was written
+    // (writeTrainerCheckpoint refuses any other), and the resumed one passed its checksum.
     const where = `the last good checkpoint is ${checkpoint || 'none (none was written)'}`;
     if (engine.gpu.lost || e instanceof DeviceLostError) {
       // The device's own reason, not whichever call happened to notice it first.
