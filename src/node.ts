@@ -40,13 +40,15 @@ export interface NodeEngineOptions {
 }
 
 function vulkanHint(): string {
-  const loader = ['/usr/lib/x86_64-linux-gnu/libvulkan.so.1', '/usr/lib/aarch64-linux-gnu/libvulkan.so.1',
+  const loader = ['/usr/lib/x86_64-linux-gnu/libvulkan.so.1',
+    '/usr/lib/aarch64-linux-gnu/libvulkan.so.1',
     '/usr/lib/libvulkan.so.1'].some((p) => existsSync(p));
   const icd = existsSync('/usr/share/vulkan/icd.d');
   const tried = `Tried: Dawn (npm package webgpu) with the Vulkan loader ` +
     `(${loader ? 'found' : 'missing: libvulkan.so.1'}) and ICD folder /usr/share/vulkan/icd.d ` +
     `(${icd ? 'present' : 'missing'}).`;
-  return `\n${tried}\nOn Debian 12 without a GPU run \`bash tools/setup-system.sh\` (installs Mesa ` +
+  return `\n${tried}\nOn Debian 12 without a GPU run ` +
+    `\`bash tools/setup-system.sh\` (installs Mesa ` +
     `lavapipe >= 24 from bookworm-backports); elsewhere install your GPU's Vulkan driver.`;
 }
 

@@ -53,7 +53,8 @@ train options:
   --weight-decay W       (default ${defaultConfig.weightDecay}); --momentum M (0.9)
   --lars-trust C         LARS trust coefficient (default 0.001)
   --exclude-bias-norm    no LARS adaptation or weight decay for biases and norms
-  --freeze-prototypes N  steps with frozen prototypes (default ${defaultConfig.freezePrototypesSteps})
+  --freeze-prototypes N  steps with frozen prototypes
+                         (default ${defaultConfig.freezePrototypesSteps})
   --checkpoint-every N   steps between checkpoints (default ${defaultConfig.checkpointEvery})
   --time-budget S        stop after S seconds of training, checkpoint kept (default none;
                          main: 1200)

@@ -24,7 +24,9 @@ export async function acquireDevice(gpu: GPU | undefined, opts: AcquireOptions =
   }
   let adapter: GPUAdapter | null;
   try {
-    adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
+    adapter = await gpu.requestAdapter({
+      powerPreference: opts.powerPreference ?? 'high-performance',
+    });
   } catch (e) {
     throw new AdapterError(`requestAdapter failed: ${(e as Error).message}.${opts.hint ?? ''}`);
   }

@@ -90,7 +90,8 @@ export class GpuContext {
   /** Readbacks whose map is pending: destroying the device under them crashes Dawn. */
   private inflightMaps = new Set<Promise<void>>();
   private loadShader: ShaderLoader;
-  private shaders = new Map<string, { info: ShaderInfo; source: string; module?: GPUShaderModule }>();
+  private shaders =
+    new Map<string, { info: ShaderInfo; source: string; module?: GPUShaderModule }>();
   private kernels = new Map<string, Kernel>();
   private compiling = new Map<string, Promise<Kernel>>();
   private lostMessage: string | null = null;
@@ -344,7 +345,8 @@ export class Recorder {
       const size = range.size ?? range.buffer.size - (range.offset ?? 0);
       if (size > this.ctx.limits.maxStorageBufferBindingSize) {
         throw new LimitError(`${where}: binding '${b.name}' is ${size} bytes, past the ` +
-          `adapter's maxStorageBufferBindingSize of ${this.ctx.limits.maxStorageBufferBindingSize}`);
+          `adapter's maxStorageBufferBindingSize of ` +
+          `${this.ctx.limits.maxStorageBufferBindingSize}`);
       }
     }
     if (uniformOffset < 0 && spec.uniforms && Object.keys(spec.uniforms).length) {
@@ -477,7 +479,9 @@ export class Recorder {
       } else {
         pass?.end();
         pass = null;
-        if (c.kind === 'copy') enc.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.size);
+        if (c.kind === 'copy') {
+          enc.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.size);
+        }
         else enc.clearBuffer(c.buffer, c.offset, c.size);
       }
     }

@@ -19,7 +19,8 @@ export function shaderDir(): string {
   throw new ShaderError(`cannot find the shaders/ folder above ${fileURLToPath(import.meta.url)}`);
 }
 
-export function nodeShaderLoader(dir = shaderDir(), extra: Record<string, string> = {}): ShaderLoader {
+export function nodeShaderLoader(dir = shaderDir(),
+  extra: Record<string, string> = {}): ShaderLoader {
   const cache = new Map<string, string>();
   return (name: string) => {
     if (name in extra) return extra[name];

@@ -28,7 +28,9 @@ export class BufferPool {
   private free = new Map<string, GPUBuffer[]>();
   private sizes = new WeakMap<GPUBuffer, number>();
   private all = new Set<GPUBuffer>();
-  readonly stats: PoolStats = { allocations: 0, live: 0, liveBytes: 0, peakBytes: 0, totalBytes: 0 };
+  readonly stats: PoolStats = {
+    allocations: 0, live: 0, liveBytes: 0, peakBytes: 0, totalBytes: 0,
+  };
 
   constructor(private device: GPUDevice, private label: string) {}
 

@@ -74,7 +74,8 @@ export class Engine {
     const bytes = sizeOf(shape) * 4;
     if (bytes > this.gpu.limits.maxStorageBufferBindingSize) {
       throw new LimitError(`${what}: shape ${shapeStr(shape)} needs ${bytes} bytes, past ` +
-        `the adapter's maxStorageBufferBindingSize (${this.gpu.limits.maxStorageBufferBindingSize})`);
+        `the adapter's maxStorageBufferBindingSize ` +
+        `(${this.gpu.limits.maxStorageBufferBindingSize})`);
     }
   }
 

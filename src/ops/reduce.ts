@@ -55,7 +55,8 @@ function reduceOp(op: 'sum' | 'mean' | 'max', x: Tensor, axesIn: number | readon
     encode: (ctx) => {
       if (nChunks === 1) {
         ctx.dispatch({
-          shader: 'reduce', overrides: { WG, OP }, bindings: { x: ctx.input(0), out: ctx.output(0) },
+          shader: 'reduce', overrides: { WG, OP },
+          bindings: { x: ctx.input(0), out: ctx.output(0) },
           uniforms: { n_out: nOut, n_red: nRed, chunk: nRed, n_chunks: 1,
             out_shape: outC.shape, out_strides: outC.strides[0],
             red_shape: redC.shape, red_strides: redC.strides[0], scale },

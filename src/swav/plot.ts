@@ -38,7 +38,8 @@ ${ticks.join('\n')}
 <text x="${W / 2}" y="${H - 6}" text-anchor="middle">step</text>
 <line x1="${pad.l}" y1="${y(lnK)}" x2="${W - pad.r}" y2="${y(lnK)}" stroke="#c33"
  stroke-dasharray="6 4"/>
-<text x="${W - pad.r - 4}" y="${y(lnK) - 6}" text-anchor="end" fill="#c33">ln K = ${lnK.toFixed(2)} (collapse)</text>
+<text x="${W - pad.r - 4}" y="${y(lnK) - 6}" text-anchor="end" fill="#c33">
+ln K = ${lnK.toFixed(2)} (collapse)</text>
 <path d="${line(finite)}" fill="none" stroke="#9bc" stroke-width="1"/>
 <path d="${line(smooth)}" fill="none" stroke="#147" stroke-width="2"/>
 </svg>

@@ -159,14 +159,17 @@ export class SwavTrainer {
       const t = model.get(name);
       if (t) {
         if (t.size !== v.length) {
-          throw new Error(`checkpoint: ${name} has ${v.length} values, the model's ${t.describe()}`);
+          throw new Error(`checkpoint: ${name} has ${v.length} values, the model's ` +
+            `${t.describe()}`);
         }
         t.write(v);
       } else if (name.startsWith('optim.')) {
         optim[name] = v;
       } else if (name.startsWith('queue.') && this.queue) {
         const q = this.queue.tensors[Number(name.slice(6))];
-        if (!q || q.size !== v.length) throw new Error(`checkpoint: ${name} does not fit the queue`);
+        if (!q || q.size !== v.length) {
+          throw new Error(`checkpoint: ${name} does not fit the queue`);
+        }
         q.write(v);
       } else {
         throw new Error(`checkpoint: unexpected tensor ${name} (model or options differ?)`);

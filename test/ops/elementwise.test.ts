@@ -77,7 +77,10 @@ describe('elementwise tilings', () => {
           await checkOp(e, {
             name: 'mul', inputs: [a, b], gpu: ([x, y]) => ops.mul(x, y),
             refForward: ([x, y]) => R.mul(x, y),
-            refBackward: (dy, [x, y]) => { const g = R.mulBackward(dy, x, y); return [g.da, g.db]; },
+            refBackward: (dy, [x, y]) => {
+              const g = R.mulBackward(dy, x, y);
+              return [g.da, g.db];
+            },
             tol: TOL.f32Elementwise, gradTol: TOL.f32Reduction(4 * 700, 3),
           });
           await checkOp(e, {
