@@ -4,16 +4,11 @@
 // then the values, big-endian, row-major. The input is treated as untrusted: every field
 // is checked before it is used, and the data length must match the header exactly.
 
+import { FileError } from '../io/file-error.js';
+
 /** Every failure to read an IDX file; the message starts with the file name it was given. */
-export class IdxError extends Error {
+export class IdxError extends FileError {
   override name = 'IdxError';
-  constructor(
-    readonly file: string,
-    detail: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`${file}: ${detail}`, options);
-  }
 }
 
 export type IdxType = 'u8' | 'i8' | 'i16' | 'i32' | 'f32' | 'f64';

@@ -1,5 +1,6 @@
 // Node-only checkpoints: atomic writes, safetensors with a SHA-256 of the data, and resume.
 
+import { FileError } from './file-error.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -14,15 +15,8 @@ import {
 } from './safetensors.js';
 
 /** A checkpoint that failed its checksum, or that could not be read. */
-export class CheckpointError extends Error {
+export class CheckpointError extends FileError {
   override name = 'CheckpointError';
-  constructor(
-    readonly file: string,
-    detail: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`${file}: ${detail}`, options);
-  }
 }
 
 /** The `__metadata__` key holding the hex SHA-256 of the data section. */

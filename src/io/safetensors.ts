@@ -5,16 +5,11 @@
 // {dtype, shape, data_offsets: [begin, end]} (offsets relative to the data section) and may
 // hold "__metadata__": {string: string}. The tensors must tile the data section exactly.
 
+import { FileError } from './file-error.js';
+
 /** Every failure to read or write safetensors; the message starts with the file name. */
-export class SafetensorsError extends Error {
+export class SafetensorsError extends FileError {
   override name = 'SafetensorsError';
-  constructor(
-    readonly file: string,
-    detail: string,
-    options?: { cause?: unknown },
-  ) {
-    super(`${file}: ${detail}`, options);
-  }
 }
 
 export type SafetensorsDtype = 'F16' | 'F32' | 'F64' | 'I32' | 'I64' | 'U8';
