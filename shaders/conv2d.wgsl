@@ -44,6 +44,7 @@ struct Params {
   total: i32,            // backward_weight and sum_partials: outputs O*C*KH*KW
   n_chunks: i32,
   has_bias: i32,         // forward: add bias[o] (a uniform flag: one pipeline either way)
+  rows4: i32,            // forward_rows: vec4s per weight tap in wt (output channels / 4)
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -53,6 +54,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read> part: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<uniform> p: Params;
+// forward_rows: the weights packed by pack_weights as [C, KH, KW, O rounded up to 4], in a
+// uniform buffer of fixed size (64 KiB, the least maxUniformBufferBindingSize WebGPU allows).
+@group(0) @binding(7) var<uniform> wt: array<vec4<f32>, 4096>;
 
 // (chunk, row tile, column tile) of a workgroup from its folded linear index.
 fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> vec3<i32> {
@@ -60,6 +64,21 @@ fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> vec3<i32> {
   let tx = g % p.tiles_x;
   let r = g / p.tiles_x;
   return vec3<i32>(r / p.tiles_y, r % p.tiles_y, tx);
+}
+
+// Forward epilogue: the block's outputs that exist, plus the bias where there is one.
+fn store_outputs(n: i32, o0: i32, oh: i32, ow0: i32, acc: ptr<function, array<f32, 128>>) {
+  for (var i = 0u; i < TM; i++) {
+    let o = o0 + i32(i);
+    if (o >= p.o) { break; }
+    var b = 0.0;
+    if (p.has_bias != 0) { b = bias[o]; }
+    let base = ((n * p.o + o) * p.oh + oh) * p.ow;
+    for (var j = 0u; j < TN; j++) {
+      let ow = ow0 + i32(j);
+      if (ow < p.ow) { out[base + ow] = (*acc)[i * MAX_TN + j] + b; }
+    }
+  }
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
@@ -108,17 +127,95 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
       }
     }
   }
+  store_outputs(n, o0, oh, ow0, &acc);
+}
+
+// The forward pass for kernels 1 to 3 taps wide with stride 1 or 2 along the width and no
+// dilation there (every convolution of the SwAV ResNets). Two changes from `forward`, both
+// aimed at loads, which dominate on lavapipe: there, a storage-buffer load whose address is not
+// a compile-time uniform costs a scalar loop over the SIMD lanes with a bounds test per lane,
+// while a uniform-buffer load is one vector gather.
+// - Each channel's input row segment that the block's TN pixels need under all KW_ROW taps,
+//   (TN - 1) * SW_ROW + KW_ROW values, is loaded once and shared by the taps (10 loads instead
+//   of 24 for 8 pixels of a 3x3 stride-1 kernel).
+// - The weights come from the packed uniform copy `wt`, TM output channels of one tap being
+//   TM / 4 consecutive vec4s (TM is a multiple of 4 here).
+override KW_ROW: u32 = 3;  // forward_rows: kernel width, 1..3
+override SW_ROW: u32 = 1;  // forward_rows: stride along the width, 1 or 2
+const MAX_SEG: u32 = 20;   // (MAX_TN - 1) * 2 + 3 = 17, rounded up
+
+// acc[i][j] += wt(tap kw, channel o0 + i) * xs[j * SW_ROW + kw], for one kernel column kw.
+fn rows_tap(kw: u32, wb: i32, xs: ptr<function, array<f32, MAX_SEG>>,
+            acc: ptr<function, array<f32, 128>>) {
+  var wv: array<f32, MAX_TM>;
+  let q = wb + i32(kw) * p.rows4;
+  for (var i = 0u; i < TM; i++) { wv[i] = wt[q + i32(i / 4u)][i % 4u]; }
   for (var i = 0u; i < TM; i++) {
-    let o = o0 + i32(i);
-    if (o >= p.o) { break; }
-    var b = 0.0;
-    if (p.has_bias != 0) { b = bias[o]; }
-    let base = ((n * p.o + o) * p.oh + oh) * p.ow;
     for (var j = 0u; j < TN; j++) {
-      let ow = ow0 + i32(j);
-      if (ow < p.ow) { out[base + ow] = acc[i * MAX_TN + j] + b; }
+      (*acc)[i * MAX_TN + j] = fma(wv[i], (*xs)[j * SW_ROW + kw], (*acc)[i * MAX_TN + j]);
     }
   }
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn forward_rows(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = tile_of(wid, nwg);
+  let col = t.z * i32(WG_X) + i32(lid.x);
+  let o0 = (t.y * i32(WG_Y) + i32(lid.y)) * i32(TM);
+  if (col >= p.cols || o0 >= p.o) { return; }
+  let q = col % p.q_tiles;
+  let row = col / p.q_tiles;
+  let oh = row % p.oh;
+  let n = row / p.oh;
+  let ow0 = q * i32(TN);
+  let hw = p.h * p.w;
+  let seg = (TN - 1u) * SW_ROW + KW_ROW;
+  // Columns of the segment: clamped offsets, and whether each lies inside the image.
+  var xoff: array<i32, MAX_SEG>;
+  var ok: array<bool, MAX_SEG>;
+  let iw0 = ow0 * i32(SW_ROW) - p.pw;
+  for (var s = 0u; s < seg; s++) {
+    let iw = iw0 + i32(s);
+    ok[s] = iw >= 0 && iw < p.w;
+    xoff[s] = clamp(iw, 0, p.w - 1);
+  }
+  var acc: array<f32, 128>;
+  var xs: array<f32, MAX_SEG>;
+  let xn = n * p.c * hw;
+  for (var kh = 0; kh < p.kh; kh++) {
+    let ih = oh * p.sh - p.ph + kh * p.dh;
+    let depth = select(0, p.c, ih >= 0 && ih < p.h);
+    let xrow = xn + clamp(ih, 0, p.h - 1) * p.w;
+    for (var c = 0; c < depth; c++) {
+      let xc = xrow + c * hw;
+      for (var s = 0u; s < seg; s++) {
+        // A 1-wide strided kernel reads every SW_ROW-th column only.
+        if (KW_ROW > 1u || s % SW_ROW == 0u) { xs[s] = select(0.0, x[xc + xoff[s]], ok[s]); }
+      }
+      let wb = (c * p.kh + kh) * i32(KW_ROW) * p.rows4 + o0 / 4;
+      rows_tap(0u, wb, &xs, &acc);
+      if (KW_ROW > 1u) { rows_tap(1u, wb, &xs, &acc); }
+      if (KW_ROW > 2u) { rows_tap(2u, wb, &xs, &acc); }
+    }
+  }
+  store_outputs(n, o0, oh, ow0, &acc);
+}
+
+// wt[k * rows4 * 4 + o] = w[o, k] for the C * KH * KW taps k, zero for o past O: the layout
+// forward_rows reads.
+@compute @workgroup_size(WG)
+fn pack_weights(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+  let i = i32((wid.x + wid.y * nwg.x) * WG + li);
+  if (i >= p.total) { return; }
+  let opad = p.rows4 * 4;
+  let o = i % opad;
+  let k = i / opad;
+  let taps = p.c * p.kh * p.kw;
+  out[i] = select(0.0, w[min(o, p.o - 1) * taps + k], o < p.o);
 }
 
 @compute @workgroup_size(WG_X, WG_Y)

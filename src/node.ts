@@ -1,12 +1,8 @@
 // The Node entry: Dawn through the `webgpu` package, shaders read from the package's
 // shaders/ folder. Everything platform-specific in Node is here.
 
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { MATMUL_CANDIDATES, tuneMatmul } from './ops/tune.js';
-import type { MatmulTiling } from './ops/matmul.js';
-import { writeFileAtomic } from './io/checkpoint-node.js';
+import { existsSync } from 'node:fs';
+import { applyTuning } from './tune-node.js';
 import { create, globals } from 'webgpu';
 import { acquireDevice } from './gpu/acquire.js';
 import { GpuContext } from './gpu/context.js';
@@ -19,6 +15,7 @@ export { loadFashionMnist, DEFAULT_FASHION_MNIST_DIR } from './data/fashion-node
 export { saveCheckpoint, loadCheckpoint, findLatestCheckpoint, writeFileAtomic }
   from './io/checkpoint-node.js';
 export { trainSwav, TrainingError } from './swav/train-node.js';
+export { tuneConvolutions } from './tune-node.js';
 export type { TrainOptions, TrainSummary, TrainHooks } from './swav/train-node.js';
 export { snapshotTrainer, writeTrainerCheckpoint, firstNonFinite, NonFiniteStateError }
   from './swav/checkpoint-node.js';
@@ -29,9 +26,10 @@ export interface NodeEngineOptions {
   /** Extra or replacement shaders by name (tests use this for deliberately broken WGSL). */
   shaders?: Record<string, string>;
   /**
-   * Time the tiling variants once per adapter and use the fastest (src/ops/tune.ts). The
-   * choice is cached in $XDG_CACHE_HOME/swavgpu (or ~/.cache/swavgpu) per adapter, so
-   * only the first engine on a machine pays the second or so it takes.
+   * Time the tiling variants once per adapter and use the fastest (src/ops/tune.ts): the
+   * matmul's at once (a second or so), each convolution shape's where a caller that knows
+   * them asks (the SwAV training loop, tuneConvolutions). Choices are cached in
+   * $XDG_CACHE_HOME/swavgpu (or ~/.cache/swavgpu) per adapter, so each is timed once.
    */
   tune?: boolean;
   /** Dawn toggles, passed to create(): e.g. ['enable-dawn-features=...']. */
@@ -65,34 +63,4 @@ export async function createEngine(opts: NodeEngineOptions = {}): Promise<Engine
   const engine = new Engine(ctx, gpu);
   if (opts.tune) await applyTuning(engine);
   return engine;
-}
-
-function tuningCache(): string {
-  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
-  return join(base, 'swavgpu', 'tuning.json');
-}
-
-/** Loads this adapter's cached choice, or times the variants and caches the result. */
-async function applyTuning(engine: Engine): Promise<void> {
-  const path = tuningCache();
-  const key = engine.gpu.adapterInfo;
-  let cache: Record<string, { matmul?: MatmulTiling }> = {};
-  try {
-    cache = JSON.parse(readFileSync(path, 'utf8')) as typeof cache;
-  } catch {
-    // No cache yet, or an unreadable one: time the variants afresh.
-  }
-  const known = cache[key]?.matmul;
-  if (known && MATMUL_CANDIDATES.some((c) => JSON.stringify(c) === JSON.stringify(known))) {
-    engine.gpu.tuned.set('matmul', known);
-    return;
-  }
-  const { choice } = await tuneMatmul(engine);
-  cache[key] = { ...cache[key], matmul: choice };
-  try {
-    mkdirSync(dirname(path), { recursive: true });
-    await writeFileAtomic(path, new TextEncoder().encode(`${JSON.stringify(cache, null, 2)}\n`));
-  } catch {
-    // A read-only home is fine: the choice holds for this engine, and is timed again later.
-  }
 }

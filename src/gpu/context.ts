@@ -96,8 +96,13 @@ export class GpuContext {
   private compiling = new Map<string, Promise<Kernel>>();
   private lostMessage: string | null = null;
   private uncaptured: string[] = [];
-  /** Per-adapter choices made by timing (src/ops/tune.ts), keyed by kernel family. */
+  /** Per-adapter choices made by timing (src/ops/tune.ts), keyed by kernel family or shape. */
   readonly tuned = new Map<string, unknown>();
+  /**
+   * Set where the engine was created to tune (Node: `createEngine({ tune: true })`): callers
+   * that know their shapes ahead (the SwAV training loop) then time them before running.
+   */
+  autotune = false;
   /** Submissions and readbacks since creation, for the benchmark's per-step counts. */
   readonly counters = { submits: 0, readbacks: 0, dispatches: 0 };
 
@@ -335,18 +340,25 @@ export class Recorder {
     }
     let uniformOffset = -1;
     for (const b of entry.bindings) {
-      if (b.type === 'uniform') {
-        uniformOffset = this.packUniforms(where, b.name, b.members!, b.size, spec.uniforms ?? {});
+      if (b.members) {
+        uniformOffset = this.packUniforms(where, b.name, b.members, b.size, spec.uniforms ?? {});
         continue;
       }
       const given = spec.bindings[b.name];
       if (!given) throw new BindingError(`${where}: binding '${b.name}' was not given a buffer`);
       const range = 'buffer' in given ? given : { buffer: given as GPUBuffer };
       const size = range.size ?? range.buffer.size - (range.offset ?? 0);
-      if (size > this.ctx.limits.maxStorageBufferBindingSize) {
+      const uniform = b.type === 'uniform';
+      const max = uniform ? this.ctx.limits.maxUniformBufferBindingSize
+        : this.ctx.limits.maxStorageBufferBindingSize;
+      if (size > max) {
         throw new LimitError(`${where}: binding '${b.name}' is ${size} bytes, past the ` +
-          `adapter's maxStorageBufferBindingSize of ` +
-          `${this.ctx.limits.maxStorageBufferBindingSize}`);
+          `adapter's ${uniform ? 'maxUniformBufferBindingSize' : 'maxStorageBufferBindingSize'} ` +
+          `of ${max}`);
+      }
+      if (uniform && size < b.size) {
+        throw new BindingError(`${where}: uniform binding '${b.name}' is ${size} bytes; the ` +
+          `shader declares ${b.size}`);
       }
     }
     if (uniformOffset < 0 && spec.uniforms && Object.keys(spec.uniforms).length) {
@@ -460,7 +472,7 @@ export class Recorder {
       if (c.kind === 'dispatch') {
         const k = kernels.get(c.key)!;
         const entries: GPUBindGroupEntry[] = k.entry.bindings.map((b) => {
-          if (b.type === 'uniform') {
+          if (b.members) {
             return { binding: b.binding, resource: { buffer: uniforms!, offset: c.uniformOffset,
               size: b.size } };
           }

@@ -81,11 +81,10 @@ export function reflectShader(file: string, source: string): ShaderInfo {
       const info: BindingInfo = {
         name: r.name, group: r.group, binding: r.binding, type, size: r.size,
       };
-      if (type === 'uniform') {
-        const members = r.members;
-        if (!members) {
-          throw new ShaderError(`${file}: uniform ${r.name} must be a struct`);
-        }
+      // A uniform struct is the entry's parameter block, packed by the recorder; any other
+      // uniform (an array of vec4) is a data buffer the caller binds by name.
+      const members = type === 'uniform' ? r.members : null;
+      if (members) {
         info.members = members.map((m) => {
           try {
             return { name: m.name, offset: m.offset, ...scalarOf(m.type) };

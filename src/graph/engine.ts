@@ -8,7 +8,8 @@
 // after its last consumer is encoded; later dispatches in the same command buffer may
 // reuse it, which WebGPU orders correctly.
 
-import { GpuContext, STORAGE_USAGE, type BufferRange, type DispatchSpec } from '../gpu/context.js';
+import { BufferUsage, GpuContext, STORAGE_USAGE, type BufferRange, type DispatchSpec }
+  from '../gpu/context.js';
 import { debug, debugLevel } from '../gpu/debug.js';
 import { DeviceLostError, LimitError, OpArgumentError } from '../gpu/errors.js';
 import { Tensor, sizeOf, shapeStr, type EncodeContext, type Node, type Shape } from './tensor.js';
@@ -341,8 +342,9 @@ export class Engine {
         output: (k) => range(node.outputs[k]),
         mutated: (k) => range(node.mutates[k]),
         dispatch: (spec: DispatchSpec) => rec.dispatch({ label: node.op, ...spec }),
-        scratch: (bytes) => {
-          const b = this.gpu.pool.acquire(bytes, STORAGE_USAGE);
+        scratch: (bytes, opts) => {
+          const b = this.gpu.pool.acquire(bytes,
+            opts?.uniform ? STORAGE_USAGE | BufferUsage.UNIFORM : STORAGE_USAGE);
           scratch.push(b);
           return { buffer: b, offset: 0, size: Math.ceil(bytes / 4) * 4 };
         },

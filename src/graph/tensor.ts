@@ -101,7 +101,7 @@ export interface EncodeContext {
   mutated(i: number): BufferRange;
   dispatch(spec: DispatchSpec): void;
   /** A temporary buffer released to the pool once this node is encoded. */
-  scratch(bytes: number): BufferRange;
+  scratch(bytes: number, opts?: { uniform?: boolean }): BufferRange;
 }
 
 export interface Node {

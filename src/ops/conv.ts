@@ -13,7 +13,10 @@ export interface Conv2dOptions {
   padding?: number | readonly [number, number];
   /** Gap between kernel taps, a number or [h, w]; default 1. */
   dilation?: number | readonly [number, number];
-  /** Force a tiling (tests, benchmarks); default chosen from the adapter. */
+  /**
+   * Force a tiling (tests, benchmarks). Default: the one timed fastest for this shape on this
+   * adapter (tuneConv2d, `createEngine({ tune: true })`), else one chosen from the adapter.
+   */
   tiling?: ConvTiling;
 }
 
@@ -27,7 +30,19 @@ export interface ConvTiling {
   TN: number;
   WG_X: number;
   WG_Y: number;
+  /**
+   * The forward kernel: 'rows' shares each input row segment among the kernel's columns and
+   * reads packed weights from a uniform buffer (kernels up to 3 wide, stride 1 or 2 and no
+   * dilation along the width, weights within 64 KiB; others fall back), 'generic' serves
+   * every geometry. Default: by adapter and shape (defaultConvForward).
+   */
+  forward?: ConvForwardKernel;
 }
+
+export type ConvForwardKernel = 'generic' | 'rows';
+
+/** The three kernels a tiling can be timed and chosen for. */
+export type ConvPass = 'forward' | 'backwardInput' | 'backwardWeight';
 
 /**
  * Measured on lavapipe (see tools/probe-matmul.ts): 16 channels by 8 pixels beat 8 by 8 on
@@ -38,8 +53,38 @@ export const CONV_CPU_TILING: ConvTiling = { TM: 16, TN: 8, WG_X: 8, WG_Y: 1 };
 /** For GPUs: smaller blocks per invocation, more invocations per workgroup. */
 export const CONV_GPU_TILING: ConvTiling = { TM: 4, TN: 4, WG_X: 16, WG_Y: 8 };
 
+const isCpuAdapter = (info: string) => /llvmpipe|lavapipe|swiftshader/i.test(info);
+
 export function defaultConvTiling(adapterInfo: string): ConvTiling {
-  return /llvmpipe|lavapipe|swiftshader/i.test(adapterInfo) ? CONV_CPU_TILING : CONV_GPU_TILING;
+  return isCpuAdapter(adapterInfo) ? CONV_CPU_TILING : CONV_GPU_TILING;
+}
+
+/**
+ * The forward kernel used when neither the tiling nor tuning says: on CPU drivers 'rows' for
+ * layers of at most 8 output channels, where loads outweigh the multiply-adds (measured 1.4x
+ * faster on the 8-channel SwAV layers on lavapipe, and no faster or slower with 16 or 32);
+ * on GPUs 'generic', until timing says otherwise.
+ */
+export function defaultConvForward(adapterInfo: string, outChannels: number): ConvForwardKernel {
+  return isCpuAdapter(adapterInfo) && outChannels <= 8 ? 'rows' : 'generic';
+}
+
+/** The key of a convolution shape and pass in the engine's tuned choices. */
+export function convTuneKey(pass: ConvPass, xShape: readonly number[], wShape: readonly number[],
+  opts: Pick<Conv2dOptions, 'stride' | 'padding' | 'dilation'>): string {
+  const g = geometry('conv2d', xShape, wShape, opts);
+  return `conv2d.${pass} x${xShape.join('x')} w${wShape.join('x')} s${g.stride} p${g.padding} ` +
+    `d${g.dilation}`;
+}
+
+/** The forced tiling, else this shape's tuned one, else the adapter's default. */
+function resolveTiling(engine: Tensor['engine'], pass: ConvPass, g: Geometry,
+  forced: ConvTiling | undefined): ConvTiling {
+  const tiling = forced ?? (engine.gpu.tuned.get(convTuneKey(pass, [g.N, g.C, g.H, g.W],
+    [g.O, g.C, g.KH, g.KW], g)) as ConvTiling | undefined) ??
+    defaultConvTiling(engine.gpu.adapterInfo);
+  checkTiling(tiling);
+  return tiling;
 }
 
 /**
@@ -95,6 +140,9 @@ function geometry(op: string, xShape: readonly number[], wShape: readonly number
 }
 
 function checkTiling(t: ConvTiling): void {
+  if (t.forward !== undefined && t.forward !== 'generic' && t.forward !== 'rows') {
+    fail('conv2d', `tiling.forward must be 'generic' or 'rows', got ${JSON.stringify(t.forward)}`);
+  }
   // The shader's register arrays hold at most 16 rows and 8 columns.
   for (const [key, max] of [['TM', 16], ['TN', 8]] as const) {
     if (!Number.isInteger(t[key]) || t[key] < 1 || t[key] > max) {
@@ -106,14 +154,14 @@ function checkTiling(t: ConvTiling): void {
 /** The uniform block every entry of conv2d.wgsl reads; the grid fields vary per kernel. */
 function params(g: Geometry, grid: { qTiles: number; cols: number; phaseRows?: number;
   tilesX: number; tilesY: number; rowsPerChunk?: number; total?: number; nChunks?: number;
-  hasBias?: boolean }) {
+  hasBias?: boolean; rows4?: number }) {
   return {
     n: g.N, c: g.C, h: g.H, w: g.W, o: g.O, kh: g.KH, kw: g.KW, oh: g.OH, ow: g.OW,
     sh: g.stride[0], sw: g.stride[1], ph: g.padding[0], pw: g.padding[1],
     dh: g.dilation[0], dw: g.dilation[1], q_tiles: grid.qTiles, cols: grid.cols,
     phase_rows: grid.phaseRows ?? 0, tiles_x: grid.tilesX, tiles_y: grid.tilesY,
     rows_per_chunk: grid.rowsPerChunk ?? 0, total: grid.total ?? 0, n_chunks: grid.nChunks ?? 1,
-    has_bias: Number(grid.hasBias ?? false),
+    has_bias: Number(grid.hasBias ?? false), rows4: grid.rows4 ?? 0,
   };
 }
 
@@ -138,7 +186,8 @@ interface Attrs {
   stride: [number, number];
   padding: [number, number];
   dilation: [number, number];
-  tiling: ConvTiling;
+  /** The caller's forced tiling, passed on to the gradients; otherwise each pass resolves. */
+  tiling?: ConvTiling;
 }
 
 /**
@@ -160,27 +209,62 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
         `${shapeStr(w.shape)}), got ${bias.describe()}`);
     }
   }
-  const tiling = opts.tiling ?? defaultConvTiling(x.engine.gpu.adapterInfo);
-  checkTiling(tiling);
-  const attrs: Attrs = { stride: g.stride, padding: g.padding, dilation: g.dilation, tiling };
-  const t = fitted(tiling, g.O, g.OW);
+  const tiling = resolveTiling(x.engine, 'forward', g, opts.tiling);
+  const attrs: Attrs = { stride: g.stride, padding: g.padding, dilation: g.dilation,
+    tiling: opts.tiling };
+  const kernel = tiling.forward ?? defaultConvForward(x.engine.gpu.adapterInfo, g.O);
+  const rows = kernel === 'rows' && rowsPath(g);
+  let t = fitted(tiling, g.O, g.OW);
+  // forward_rows reads the TM weights of a tap as whole vec4s.
+  if (rows) t = { ...t, TM: Math.min(16, Math.ceil(t.TM / 4) * 4) };
   const qTiles = Math.ceil(g.OW / t.TN);
   const cols = g.N * g.OH * qTiles;
   const tilesX = Math.ceil(cols / t.WG_X);
   const tilesY = Math.ceil(g.O / (t.WG_Y * t.TM));
   const inputs = bias ? [x, w, bias] : [x, w];
+  const rows4 = Math.ceil(g.O / 4);
+  const grid = { qTiles, cols, tilesX, tilesY, hasBias: !!bias, rows4 };
   const [y] = x.engine.record({
     op: 'conv2d', inputs, outputs: [[g.N, g.O, g.OH, g.OW]], attrs: { ...attrs },
-    encode: (ctx) => ctx.dispatch({
-      shader: 'conv2d', entry: 'forward',
-      overrides: overridesOf(t),
-      bindings: { x: ctx.input(0), w: ctx.input(1), bias: ctx.input(bias ? 2 : 1),
-        out: ctx.output(0) },
-      uniforms: params(g, { qTiles, cols, tilesX, tilesY, hasBias: !!bias }),
-      workgroups: tilesX * tilesY,
-    }),
+    encode: (ctx) => {
+      const bindings = { x: ctx.input(0), bias: ctx.input(bias ? 2 : 1), out: ctx.output(0) };
+      if (!rows) {
+        ctx.dispatch({
+          shader: 'conv2d', entry: 'forward', overrides: overridesOf(t),
+          bindings: { ...bindings, w: ctx.input(1) }, uniforms: params(g, grid),
+          workgroups: tilesX * tilesY,
+        });
+        return;
+      }
+      const total = g.C * g.KH * g.KW * rows4 * 4;
+      const wt = ctx.scratch(PACKED_BYTES, { uniform: true });
+      ctx.dispatch({
+        shader: 'conv2d', entry: 'pack_weights', overrides: { WG: SUM_WG },
+        bindings: { w: ctx.input(1), out: wt }, uniforms: params(g, { ...grid, total }),
+        workgroups: groups(total, SUM_WG),
+      });
+      ctx.dispatch({
+        shader: 'conv2d', entry: 'forward_rows',
+        overrides: { ...overridesOf(t), KW_ROW: g.KW, SW_ROW: g.stride[1] },
+        bindings: { ...bindings, wt }, uniforms: params(g, grid),
+        workgroups: tilesX * tilesY,
+      });
+    },
   });
   return y;
+}
+
+/** Bytes of forward_rows' packed weights: its uniform array's fixed size. */
+const PACKED_BYTES = 65536;
+
+/**
+ * Whether forward_rows serves this convolution: kernels 1 to 3 wide, stride 1 or 2 and no
+ * dilation along the width, and packed weights (O rounded up to 4, plus one tile's overrun)
+ * within the 64 KiB uniform window.
+ */
+function rowsPath(g: Geometry): boolean {
+  const packed = (g.C * g.KH * g.KW * Math.ceil(g.O / 4) * 4 + 16) * 4;
+  return g.KW <= 3 && g.stride[1] <= 2 && g.dilation[1] === 1 && packed <= PACKED_BYTES;
 }
 
 function checkDy(op: string, dy: Tensor, g: Geometry): void {
@@ -202,8 +286,7 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, xShape: readonly numb
   }
   const g = geometry(op, xShape, w.shape, opts);
   checkDy(op, dy, g);
-  const tiling = opts.tiling ?? defaultConvTiling(w.engine.gpu.adapterInfo);
-  checkTiling(tiling);
+  const tiling = resolveTiling(w.engine, 'backwardInput', g, opts.tiling);
   // Columns: (stride phase rh, rw; n; row of the phase; block of TN pixels of the phase).
   const [sh, sw] = g.stride;
   const phaseCols = Math.ceil(g.W / sw);
@@ -236,8 +319,7 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: readonly num
   }
   const g = geometry(op, x.shape, wShape, opts);
   checkDy(op, dy, g);
-  const tiling = opts.tiling ?? defaultConvTiling(x.engine.gpu.adapterInfo);
-  checkTiling(tiling);
+  const tiling = resolveTiling(x.engine, 'backwardWeight', g, opts.tiling);
   const taps = g.C * g.KH * g.KW;
   const total = g.O * taps;
   // Weight taps are few (9 for a 3x3 kernel over one channel) and each padded column costs

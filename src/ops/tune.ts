@@ -5,6 +5,9 @@
 
 import type { Engine } from '../graph/engine.js';
 import { debug } from '../gpu/debug.js';
+import type { Tensor } from '../graph/tensor.js';
+import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, convTuneKey, CONV_CPU_TILING,
+  CONV_GPU_TILING, type ConvPass, type ConvTiling } from './conv.js';
 import { matmul, REGISTER_TILING, SHARED_TILING, type MatmulTiling } from './matmul.js';
 
 /** The variants tried: both families and a smaller register tile. */
@@ -58,4 +61,105 @@ export async function tuneMatmul(engine: Engine, opts: TuneOptions = {}): Promis
   debug(1, `tuned matmul on ${engine.gpu.adapterInfo}: ${ms.map((m) => m.toFixed(1)).join(', ')} ` +
     `ms -> ${JSON.stringify(choice)}`);
   return { choice, ms };
+}
+
+/** One convolution to tune: its input and weight shapes and geometry. */
+export interface ConvShape {
+  x: readonly number[];
+  w: readonly number[];
+  stride?: number | readonly [number, number];
+  padding?: number | readonly [number, number];
+  dilation?: number | readonly [number, number];
+  /** Whether the input gradient is needed (not for a network's first layer); default true. */
+  needDx?: boolean;
+}
+
+/**
+ * The variants tried per pass: the CPU and GPU register tiles, and for the forward pass both
+ * kernels with each (rows serves kernels up to 3 wide; elsewhere it runs the generic one).
+ */
+export const CONV_CANDIDATES: Readonly<Record<ConvPass, readonly ConvTiling[]>> = {
+  forward: [
+    { ...CONV_CPU_TILING, forward: 'generic' },
+    { ...CONV_CPU_TILING, forward: 'rows' },
+    { ...CONV_GPU_TILING, forward: 'generic' },
+    { ...CONV_GPU_TILING, forward: 'rows' },
+  ],
+  backwardInput: [CONV_CPU_TILING, CONV_GPU_TILING],
+  backwardWeight: [CONV_CPU_TILING, CONV_GPU_TILING],
+};
+
+export interface ConvTuneResult {
+  key: string;
+  choice: ConvTiling;
+  /** Median milliseconds of each candidate, in CONV_CANDIDATES[pass] order. */
+  ms: number[];
+}
+
+function seeded(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 32 - 0.5;
+  }
+  return out;
+}
+
+/**
+ * Times each pass of each convolution shape under every candidate tiling and keeps the
+ * fastest in the engine's tuned choices, which conv2d and its gradients then use for that
+ * shape. Shapes already tuned are skipped. Candidates run round-robin, so that load from
+ * other processes falls on all of them alike; each is compiled and run once before timing.
+ */
+export async function tuneConv2d(engine: Engine, shapes: readonly ConvShape[],
+  opts: { reps?: number } = {}): Promise<ConvTuneResult[]> {
+  const reps = opts.reps ?? 3;
+  const results: ConvTuneResult[] = [];
+  const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+  for (const shape of shapes) {
+    const geo = { stride: shape.stride, padding: shape.padding, dilation: shape.dilation };
+    const passes: ConvPass[] = ['forward', 'backwardWeight',
+      ...(shape.needDx === false ? [] : ['backwardInput' as const])];
+    const todo = passes.filter((p) => !engine.gpu.tuned.has(convTuneKey(p, shape.x, shape.w,
+      geo)));
+    if (!todo.length) continue;
+    const x = engine.tensor(seeded(size(shape.x), 1), [...shape.x], { name: 'tune x' });
+    const w = engine.tensor(seeded(size(shape.w), 2), [...shape.w], { name: 'tune w' });
+    const yShape = conv2d(x, w, null, geo);
+    const dy = engine.tensor(seeded(yShape.size, 3), [...yShape.shape], { name: 'tune dy' });
+    yShape.dispose();
+    try {
+      for (const pass of todo) {
+        const build = (tiling: ConvTiling): Tensor => {
+          const o = { ...geo, tiling };
+          if (pass === 'forward') return conv2d(x, w, null, o);
+          if (pass === 'backwardInput') return conv2dBackwardInput(dy, w, shape.x, o);
+          return conv2dBackwardWeight(dy, x, shape.w, o);
+        };
+        const candidates = CONV_CANDIDATES[pass];
+        const times: number[][] = candidates.map(() => []);
+        for (let r = -1; r < reps; r++) {
+          for (const [i, tiling] of candidates.entries()) {
+            const y = build(tiling);
+            const t0 = performance.now();
+            await engine.run([], [y]);
+            await engine.sync();
+            if (r >= 0) times[i].push(performance.now() - t0);
+            y.dispose();
+          }
+        }
+        const ms = times.map((t) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]);
+        const choice = candidates[ms.indexOf(Math.min(...ms))];
+        const key = convTuneKey(pass, shape.x, shape.w, geo);
+        engine.gpu.tuned.set(key, choice);
+        debug(1, `tuned ${key}: ${ms.map((m) => m.toFixed(2)).join(', ')} ms -> ` +
+          JSON.stringify(choice));
+        results.push({ key, choice, ms });
+      }
+    } finally {
+      for (const t of [x, w, dy]) t.dispose();
+    }
+  }
+  return results;
 }

@@ -16,6 +16,7 @@ import {
   snapshotTrainer, writeTrainerCheckpoint, type TrainerSnapshot,
 } from './checkpoint-node.js';
 import { lossCurveSvg } from './plot.js';
+import { tuneConvolutions } from '../tune-node.js';
 
 /** Called around the steps of trainSwav; tests inject faults here. */
 export interface TrainHooks {
@@ -182,6 +183,15 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
     await removeStaleTemps(opts.out,
       (p) => log(`removed ${p}, left by a write that did not finish`));
     log(`resumed from ${resumed.path} at step ${trainer.step}`);
+  }
+  if (engine.gpu.autotune) {
+    // Time the convolution kernels of this model's shapes once per adapter (cached).
+    const t = performance.now();
+    const timed = await tuneConvolutions(engine, trainer.convShapes());
+    if (timed.length) {
+      log(`timed ${timed.length} convolution kernels on ${engine.gpu.adapterInfo} in ` +
+        `${((performance.now() - t) / 1000).toFixed(0)} s (cached for later runs)`);
+    }
   }
   const metricsPath = join(opts.out, 'metrics.jsonl');
   // Keep the metrics of the steps before the resumed one; drop any written after it.

@@ -16,6 +16,7 @@ import { SwavModel } from './model.js';
 import { swavLoss } from './loss.js';
 import { SwavQueue } from './queue.js';
 import { cropCount, validateConfig, type SwavConfig } from './config.js';
+import type { ConvShape } from '../ops/tune.js';
 
 export interface StepResult {
   /** Global step index (0 for the first). */
@@ -78,6 +79,40 @@ export class SwavTrainer {
     });
     this.queue = c.queueLength > 0 ? new SwavQueue(engine, c.queueLength, c.featDim,
       c.assign.length, c.batchSize) : null;
+  }
+
+  /**
+   * The distinct convolutions a step runs (input and weight shapes, geometry), read from the
+   * model's forward recorded on zero crops and then dropped unrun: what tuning times before
+   * the first step.
+   */
+  convShapes(): ConvShape[] {
+    const c = this.cfg;
+    const groups = c.crops.map((g) => this.engine.zeros([c.batchSize * g.count, 1, g.size,
+      g.size]));
+    const before = new Set(this.engine.pendingNodes);
+    const wasTraining = this.model.training;
+    // Eval mode: the batch norms record no running-statistics update, so all can be dropped.
+    this.model.train(false);
+    try {
+      this.model.embed(groups);
+    } finally {
+      this.model.train(wasTraining);
+    }
+    const added = this.engine.pendingNodes.filter((n) => !before.has(n));
+    const shapes = new Map<string, ConvShape>();
+    for (const n of added) {
+      if (n.op !== 'conv2d') continue;
+      const [x, w] = n.inputs;
+      const a = n.attrs as { stride: [number, number]; padding: [number, number];
+        dilation: [number, number] };
+      const shape: ConvShape = { x: [...x.shape], w: [...w.shape], stride: a.stride,
+        padding: a.padding, dilation: a.dilation, needDx: x.requiresGrad || x.node !== null };
+      shapes.set(JSON.stringify(shape), shape);
+    }
+    this.engine.discard(added);
+    for (const g of groups) g.dispose();
+    return [...shapes.values()];
   }
 
   get epoch(): number {

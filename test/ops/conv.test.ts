@@ -89,6 +89,54 @@ describe('conv2d with other tilings', () => {
       await checkConv({ ...CASES[7], tiling }, 5);
     });
   }
+  // The 'rows' forward kernel (shared row segments, packed uniform weights) on every case it
+  // serves, and its fallback to the generic kernel where it cannot.
+  const rows: ConvTiling = { ...CONV_CPU_TILING, forward: 'rows' };
+  for (const k of [0, 1, 4, 7, 9]) {
+    it(`rows forward kernel: ${CASES[k].name}`, async () => {
+      await checkConv({ ...CASES[k], tiling: rows }, 11 + k);
+      await checkConv({ ...CASES[k], tiling: { ...CONV_GPU_TILING, forward: 'rows' } }, 21 + k);
+    });
+  }
+  // On lavapipe the default forward for at most 8 output channels is 'rows': the generic
+  // kernel on those cases too.
+  for (const k of [0, 1, 9]) {
+    it(`generic forward kernel: ${CASES[k].name}`, async () => {
+      await checkConv({ ...CASES[k], tiling: { ...CONV_CPU_TILING, forward: 'generic' } }, 51 + k);
+    });
+  }
+  it('rows forward past one tile of 16 channels, 3 rounded up to 4, 8-wide rows', async () => {
+    await checkConv({ name: '20 <- 3, 3x3 stride 1, 37 wide', x: [2, 3, 5, 37], w: [20, 3, 3, 3],
+      padding: [1, 1], bias: true, tiling: rows }, 31);
+    await checkConv({ name: '3 <- 2, 3x3 stride [1, 2], 2 wide', x: [3, 2, 4, 2], w: [3, 2, 3, 3],
+      stride: [1, 2], padding: [1, 1], tiling: { ...rows, TM: 3, TN: 5 } }, 32);
+  });
+  it('rows forward runs where it serves and falls back where it cannot', async () => {
+    const e = engine();
+    const dispatches = async (x: number[], w: number[], o: Parameters<typeof conv2d>[3]) => {
+      const before = e.gpu.counters.dispatches;
+      const y = conv2d(e.zeros(x), e.zeros(w), null, o);
+      await y.read();
+      y.dispose();
+      return e.gpu.counters.dispatches - before;
+    };
+    // Packing the weights, then the convolution.
+    expect(await dispatches([1, 2, 6, 6], [3, 2, 3, 3], { padding: 1, tiling: rows })).toBe(2);
+    expect(await dispatches([1, 2, 6, 6], [3, 2, 3, 3],
+      { padding: 1, tiling: { ...rows, forward: 'generic' } })).toBe(1);
+    // 4 taps wide, dilated, stride 3 along the width, and 64 x 64 x 3 x 3 weights (144 KiB).
+    expect(await dispatches([1, 2, 6, 6], [3, 2, 3, 4], { tiling: rows })).toBe(1);
+    expect(await dispatches([1, 2, 9, 9], [3, 2, 3, 3], { dilation: [1, 2], tiling: rows }))
+      .toBe(1);
+    expect(await dispatches([1, 2, 9, 9], [3, 2, 3, 3], { stride: [1, 3], tiling: rows }))
+      .toBe(1);
+    expect(await dispatches([1, 64, 5, 5], [64, 64, 3, 3], { tiling: rows })).toBe(1);
+  });
+  it('falls back to the generic forward kernel past 64 KiB of weights, with the right values',
+    async () => {
+      await checkConv({ name: '64 <- 64 (144 KiB of weights)', x: [1, 64, 5, 6],
+        w: [64, 64, 3, 3], padding: [1, 1], tiling: rows }, 41);
+    });
   it('picks the CPU tiling on lavapipe and the GPU tiling elsewhere', () => {
     expect(defaultConvTiling('mesa software llvmpipe-llvm-15')).toBe(CONV_CPU_TILING);
     expect(defaultConvTiling('nvidia hopper NVIDIA H200')).toBe(CONV_GPU_TILING);

@@ -3,7 +3,9 @@
 
 import { describe, it, expect } from 'vitest';
 import { matmul } from '../../src/ops/matmul.js';
-import { MATMUL_CANDIDATES, tuneMatmul } from '../../src/ops/tune.js';
+import { CONV_CANDIDATES, MATMUL_CANDIDATES, tuneConv2d, tuneMatmul }
+  from '../../src/ops/tune.js';
+import { conv2d, convTuneKey, CONV_CPU_TILING, type ConvPass } from '../../src/ops/conv.js';
 import { useEngine } from '../helpers/gpu.js';
 
 const engine = useEngine();
@@ -22,4 +24,38 @@ describe('tuneMatmul', () => {
     // [[1,2],[3,4]]^2 = [[7,10],[15,22]] whichever tiling won.
     expect(Array.from(await y.read())).toEqual([7, 10, 15, 22]);
   });
+});
+
+describe('tuneConv2d', () => {
+  it('times each pass of each shape, keeps the fastest per shape, and conv2d then uses it',
+    async () => {
+      const e = engine();
+      const shape = { x: [2, 3, 6, 7], w: [5, 3, 3, 3], padding: 1 };
+      const first = { x: [2, 1, 6, 6], w: [4, 1, 1, 1], stride: 2, needDx: false };
+      const results = await tuneConv2d(e, [shape, first], { reps: 1 });
+      // Three passes for the first shape, two for the one whose input needs no gradient.
+      expect(results.map((r) => r.key.split(' ')[0])).toEqual(['conv2d.forward',
+        'conv2d.backwardWeight', 'conv2d.backwardInput', 'conv2d.forward',
+        'conv2d.backwardWeight']);
+      for (const r of results) {
+        const pass = r.key.slice('conv2d.'.length, r.key.indexOf(' ')) as ConvPass;
+        expect(r.ms).toHaveLength(CONV_CANDIDATES[pass].length);
+        expect(r.choice).toBe(CONV_CANDIDATES[pass][r.ms.indexOf(Math.min(...r.ms))]);
+        expect(e.gpu.tuned.get(r.key)).toBe(r.choice);
+      }
+      expect(results[0].key).toBe(convTuneKey('forward', shape.x, shape.w, shape));
+      // Tuned shapes are not timed again.
+      expect(await tuneConv2d(e, [shape], { reps: 1 })).toEqual([]);
+      // conv2d follows the tuned choice: 'rows' packs the weights first (two dispatches).
+      const dispatches = async (forward: 'rows' | 'generic') => {
+        e.gpu.tuned.set(results[0].key, { ...CONV_CPU_TILING, forward });
+        const before = e.gpu.counters.dispatches;
+        const y = conv2d(e.zeros(shape.x), e.zeros(shape.w), null, { padding: 1 });
+        await y.read();
+        y.dispose();
+        return e.gpu.counters.dispatches - before;
+      };
+      expect(await dispatches('rows')).toBe(2);
+      expect(await dispatches('generic')).toBe(1);
+    });
 });
