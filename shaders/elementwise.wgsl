@@ -139,3 +139,40 @@ fn unary_main(@builtin(workgroup_id) wid: vec3<u32>,
     for (var i = i0; i < i1; i++) { out[i] = unary(a[offset_of(i, params.a_strides)]); }
   }
 }
+
+// The same ops on operands laid out like the output (no broadcasting) as vec4s: VPT vec4s
+// per thread. On lavapipe a storage load or store whose address varies by lane runs as a
+// loop over the SIMD lanes, and a vec4 shares one trip of that loop among its 4 floats.
+// The host binds each buffer rounded up to 16 bytes (every tensor buffer is padded to 256):
+// the last vec4 may read floats past the tensor and writes into its own padding only.
+@group(0) @binding(4) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> out4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn binary_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+  let i0 = linear_index(wid, nwg, lid);
+  let n4 = (params.n + 3u) / 4u;
+  let i1 = min(i0 + VPT, n4);
+  for (var i = i0; i < i1; i++) {
+    let x = a4[i];
+    let y = b4[i];
+    out4[i] = vec4<f32>(binary(x.x, y.x), binary(x.y, y.y), binary(x.z, y.z),
+                        binary(x.w, y.w));
+  }
+}
+
+@compute @workgroup_size(WG)
+fn unary_vec4(@builtin(workgroup_id) wid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+  let i0 = linear_index(wid, nwg, lid);
+  let n4 = (params.n + 3u) / 4u;
+  let i1 = min(i0 + VPT, n4);
+  for (var i = i0; i < i1; i++) {
+    let x = a4[i];
+    out4[i] = vec4<f32>(unary(x.x), unary(x.y), unary(x.z), unary(x.w));
+  }
+}

@@ -3,6 +3,7 @@
 import { registerGrad, setGradHelpers } from '../graph/autodiff.js';
 import type { Engine } from '../graph/engine.js';
 import type { Tensor } from '../graph/tensor.js';
+import type { BufferRange } from '../gpu/context.js';
 import { sumToShape } from './reduce.js';
 import { broadcastShapes, broadcastStrides, checkFinite, checkTensor, collapseDims, fail,
   groups } from './util.js';
@@ -62,6 +63,16 @@ export const UNARY = {
 type BinaryName = keyof typeof BINARY;
 type UnaryName = keyof typeof UNARY;
 
+/**
+ * A tensor's range widened to whole vec4s for the *_vec4 entries, or null where its buffer
+ * has no room for that (every pool buffer has: sizes are rounded to 256 bytes).
+ */
+function vec4Range(r: BufferRange): BufferRange | null {
+  const offset = r.offset ?? 0;
+  const size = Math.ceil((r.size ?? r.buffer.size - offset) / 16) * 16;
+  return offset % 16 === 0 && offset + size <= r.buffer.size ? { ...r, size } : null;
+}
+
 function binaryOp(name: BinaryName, a: Tensor, b: Tensor, alpha = 0, beta = 0): Tensor {
   checkTensor(name, 'a', a);
   checkTensor(name, 'b', b);
@@ -75,14 +86,25 @@ function binaryOp(name: BinaryName, a: Tensor, b: Tensor, alpha = 0, beta = 0): 
   const [out] = a.engine.record({
     op: name, inputs: [a, b], outputs: [outShape], attrs: { alpha, beta },
     differentiable: !name.endsWith('Grad'),
-    encode: (ctx) => ctx.dispatch({
-      shader: 'elementwise', entry: 'binary_main',
-      overrides: { WG, VPT, OP: BINARY[name], CONTIGUOUS: contiguous ? 1 : 0 },
-      bindings: { a: ctx.input(0), b: ctx.input(1), out: ctx.output(0) },
-      uniforms: { n, shape: c.shape, a_strides: c.strides[0], b_strides: c.strides[1],
-        alpha, beta },
-      workgroups: groups(Math.ceil(n / VPT), WG),
-    }),
+    encode: (ctx) => {
+      const uniforms = { n, shape: c.shape, a_strides: c.strides[0], b_strides: c.strides[1],
+        alpha, beta };
+      const [a4, b4, out4] = [ctx.input(0), ctx.input(1), ctx.output(0)].map(vec4Range);
+      if (contiguous && a4 && b4 && out4) {
+        const V = Math.max(1, VPT >> 2);
+        ctx.dispatch({
+          shader: 'elementwise', entry: 'binary_vec4', overrides: { WG, VPT: V, OP: BINARY[name] },
+          bindings: { a4, b4, out4 }, uniforms, workgroups: groups(Math.ceil(n / 4 / V), WG),
+        });
+        return;
+      }
+      ctx.dispatch({
+        shader: 'elementwise', entry: 'binary_main',
+        overrides: { WG, VPT, OP: BINARY[name], CONTIGUOUS: contiguous ? 1 : 0 },
+        bindings: { a: ctx.input(0), b: ctx.input(1), out: ctx.output(0) },
+        uniforms, workgroups: groups(Math.ceil(n / VPT), WG),
+      });
+    },
   });
   return out;
 }
@@ -94,14 +116,24 @@ function unaryOp(name: UnaryName | 'scale' | 'addScalar', op: number, a: Tensor,
   const { WG, VPT } = tilingOf(a.engine);
   const [out] = a.engine.record({
     op: name, inputs: [a], outputs: [a.shape], attrs: { alpha, beta },
-    encode: (ctx) => ctx.dispatch({
-      shader: 'elementwise', entry: 'unary_main',
-      overrides: { WG, VPT, OP: op, CONTIGUOUS: 1 },
-      bindings: { a: ctx.input(0), out: ctx.output(0) },
-      uniforms: { n, shape: [1, 1, 1, n], a_strides: [0, 0, 0, 1], b_strides: [0, 0, 0, 0],
-        alpha, beta },
-      workgroups: groups(Math.ceil(n / VPT), WG),
-    }),
+    encode: (ctx) => {
+      const uniforms = { n, shape: [1, 1, 1, n], a_strides: [0, 0, 0, 1],
+        b_strides: [0, 0, 0, 0], alpha, beta };
+      const [a4, out4] = [ctx.input(0), ctx.output(0)].map(vec4Range);
+      if (a4 && out4) {
+        const V = Math.max(1, VPT >> 2);
+        ctx.dispatch({
+          shader: 'elementwise', entry: 'unary_vec4', overrides: { WG, VPT: V, OP: op },
+          bindings: { a4, out4 }, uniforms, workgroups: groups(Math.ceil(n / 4 / V), WG),
+        });
+        return;
+      }
+      ctx.dispatch({
+        shader: 'elementwise', entry: 'unary_main', overrides: { WG, VPT, OP: op, CONTIGUOUS: 1 },
+        bindings: { a: ctx.input(0), out: ctx.output(0) }, uniforms,
+        workgroups: groups(Math.ceil(n / VPT), WG),
+      });
+    },
   });
   return out;
 }

@@ -186,7 +186,8 @@ describe('dispatch past the workgroup-count limit', () => {
     const n = 70_000 * 256;
     const x = e.tensor(new Float32Array(n).fill(1.5), [n]);
     ops.setElementwiseTiling(e, { WG: 256, VPT: 1 });
-    const y = ops.addScalar(ops.scale(x, 2), -1);
+    // A broadcast operand takes the strided path, one element per thread.
+    const y = ops.add(ops.scale(x, 2), e.tensor([-1], [1]));
     ops.setElementwiseTiling(e, null);
     const v = await y.read();
     let bad = -1;
@@ -194,5 +195,19 @@ describe('dispatch past the workgroup-count limit', () => {
     expect(bad, `first wrong element at ${bad}`).toBe(-1);
     // The last workgroup's threads are all present too.
     expect(v[n - 1]).toBe(2);
+  });
+  it('folds the vec4 path past 65 535 workgroups, with a tail of 3 floats', async () => {
+    const e = engine();
+    // One vec4 per workgroup of one thread: 75 001 workgroups, the last one 3 floats wide.
+    const n = 300_003;
+    const x = e.tensor(new Float32Array(n).map((_, i) => i % 1000), [n]);
+    ops.setElementwiseTiling(e, { WG: 1, VPT: 1 });
+    const y = ops.add(ops.scale(x, 2), x);
+    ops.setElementwiseTiling(e, null);
+    const v = await y.read();
+    let bad = -1;
+    for (let i = 0; i < n; i++) if (v[i] !== 3 * (i % 1000)) { bad = i; break; }
+    expect(bad, `first wrong element at ${bad}`).toBe(-1);
+    expect(Math.ceil(n / 4)).toBeGreaterThan(65_535);
   });
 });
