@@ -13,8 +13,10 @@
 // Each invocation keeps a TM x TN block of outputs in registers and reads storage directly,
 // with no workgroup memory (fastest on lavapipe, see matmul.wgsl). A block's TN columns lie
 // in one image row, so which kernel rows (kh) touch the input is the same for the whole block
-// and the loop over the depth that does not move (c or o) runs without per-element index
-// arithmetic. In backward_input the pixels of a block share one phase of the stride (rows
+// and rows outside the image are skipped whole. Each output adds its terms in an order fixed
+// by the geometry alone (forward: kh, c, kw; input gradient: kh, kw, o; weight gradient:
+// chunks chosen from the shape), never by the tiling or kernel variant, so that every tiling
+// gives the same bits. In backward_input the pixels of a block share one phase of the stride (rows
 // ih = rh mod sh, columns sw apart), so a kernel tap reaches all of them or none and the
 // skipped taps cost nothing: a strided convolution's input gradient multiplies no zeros.
 // Reads outside the image use a clamped address and are replaced by zero; rows and columns
@@ -101,23 +103,22 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
   var acc: array<f32, 128>;
   var xv: array<f32, MAX_TN>;
   var wv: array<f32, MAX_TM>;
-  var xoff: array<i32, MAX_TN>;
-  var ok: array<bool, MAX_TN>;
   let xn = n * p.c * hw;
   for (var kh = 0; kh < p.kh; kh++) {
     let ih = oh * p.sh - p.ph + kh * p.dh;
     // A kernel row above or below the image adds nothing to the whole block.
     let depth = select(0, p.c, ih >= 0 && ih < p.h);
     let xrow = xn + clamp(ih, 0, p.h - 1) * p.w;
-    for (var kw = 0; kw < p.kw; kw++) {
-      for (var j = 0u; j < TN; j++) {
-        let iw = (ow0 + i32(j)) * p.sw - p.pw + kw * p.dw;
-        ok[j] = iw >= 0 && iw < p.w;
-        xoff[j] = xrow + clamp(iw, 0, p.w - 1);
-      }
-      let tap = kh * p.kw + kw;
-      for (var c = 0; c < depth; c++) {
-        for (var j = 0u; j < TN; j++) { xv[j] = select(0.0, x[xoff[j] + c * hw], ok[j]); }
+    // Channels outside kernel columns: the order of forward_rows, so that both kernels (and
+    // every tiling) add each output's terms in the same order and agree to the bit.
+    for (var c = 0; c < depth; c++) {
+      let xc = xrow + c * hw;
+      for (var kw = 0; kw < p.kw; kw++) {
+        for (var j = 0u; j < TN; j++) {
+          let iw = (ow0 + i32(j)) * p.sw - p.pw + kw * p.dw;
+          xv[j] = select(0.0, x[xc + clamp(iw, 0, p.w - 1)], iw >= 0 && iw < p.w);
+        }
+        let tap = kh * p.kw + kw;
         for (var i = 0u; i < TM; i++) { wv[i] = w[wrow[i] + c * khw + tap]; }
         for (var i = 0u; i < TM; i++) {
           for (var j = 0u; j < TN; j++) {

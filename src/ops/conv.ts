@@ -329,7 +329,11 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: readonly num
   const tilesY = Math.ceil(g.O / (t.WG_Y * t.TM));
   // Few outputs and a long reduction over (n, oh, ow): split the (n, oh) rows into chunks
   // so that enough invocations run, and add the chunks' partial sums afterwards.
-  const invocations = Math.ceil(taps / t.TN) * Math.ceil(g.O / t.TM);
+  // Counted with the CPU tile whatever the tiling, so that the chunks, and with them the order
+  // in which each weight's terms are added, depend on the shape and adapter only: every
+  // tiling then gives the same bits, and tuning never changes a run's numbers.
+  const ref = fitted(CONV_CPU_TILING, g.O, taps, true);
+  const invocations = Math.ceil(taps / ref.TN) * Math.ceil(g.O / ref.TM);
   const rowsAll = g.N * g.OH;
   const target = /llvmpipe|lavapipe|swiftshader/i.test(x.engine.gpu.adapterInfo)
     ? WEIGHT_GRAD_TARGET_CPU : WEIGHT_GRAD_TARGET_GPU;

@@ -137,6 +137,36 @@ describe('conv2d with other tilings', () => {
       await checkConv({ name: '64 <- 64 (144 KiB of weights)', x: [1, 64, 5, 6],
         w: [64, 64, 3, 3], padding: [1, 1], tiling: rows }, 41);
     });
+  it('every tiling and forward kernel gives the same bits (tuning never changes results)',
+    async () => {
+      const e = engine();
+      const variants: ConvTiling[] = [
+        { ...CONV_CPU_TILING, forward: 'generic' }, { ...CONV_CPU_TILING, forward: 'rows' },
+        { ...CONV_GPU_TILING, forward: 'generic' }, { ...CONV_GPU_TILING, forward: 'rows' },
+        { TM: 3, TN: 5, WG_X: 4, WG_Y: 2, forward: 'rows' },
+      ];
+      for (const c of [CASES[0], CASES[4], CASES[7], { ...CASES[1], stride: [2, 2] as Pair }]) {
+        const opts = { stride: c.stride, padding: c.padding, dilation: c.dilation };
+        const x = e.tensor(Float32Array.from(randomInput(c.x, 61).data), c.x);
+        const w = e.tensor(Float32Array.from(randomInput(c.w, 62).data), c.w);
+        const y0 = conv2d(x, w, null, opts);
+        const dy = e.tensor(Float32Array.from(randomInput([...y0.shape], 63).data), [...y0.shape]);
+        y0.dispose();
+        const runs: Float32Array[][] = [];
+        for (const tiling of variants) {
+          const o = { ...opts, tiling };
+          runs.push(await e.run([], [conv2d(x, w, null, o),
+            conv2dBackwardInput(dy, w, c.x, o), conv2dBackwardWeight(dy, x, c.w, o)]));
+        }
+        for (const [k, r] of runs.entries()) {
+          for (const p of [0, 1, 2]) {
+            expect(Array.from(r[p]), `${c.name}: variant ${k}, output ${p}`)
+              .toEqual(Array.from(runs[0][p]));
+          }
+        }
+        for (const t of [x, w, dy]) t.dispose();
+      }
+    });
   it('picks the CPU tiling on lavapipe and the GPU tiling elsewhere', () => {
     expect(defaultConvTiling('mesa software llvmpipe-llvm-15')).toBe(CONV_CPU_TILING);
     expect(defaultConvTiling('nvidia hopper NVIDIA H200')).toBe(CONV_GPU_TILING);
