@@ -12,7 +12,8 @@ import type { MatmulTiling } from './ops/matmul.js';
 import { CONV_CANDIDATES, MATMUL_CANDIDATES, tuneConv2d, tuneMatmul, type ConvShape,
   type ConvTuneResult } from './ops/tune.js';
 
-function tuningCache(): string {
+/** Where the choices are kept: $XDG_CACHE_HOME/swavgpu/tuning.json, else ~/.cache/... */
+export function tuningCachePath(): string {
   const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
   return join(base, 'swavgpu', 'tuning.json');
 }
@@ -26,7 +27,7 @@ interface AdapterTuning {
 
 function readTuningCache(): Record<string, AdapterTuning> {
   try {
-    return JSON.parse(readFileSync(tuningCache(), 'utf8')) as Record<string, AdapterTuning>;
+    return JSON.parse(readFileSync(tuningCachePath(), 'utf8')) as Record<string, AdapterTuning>;
   } catch {
     // No cache yet, or an unreadable one: time the variants afresh.
     return {};
@@ -35,7 +36,7 @@ function readTuningCache(): Record<string, AdapterTuning> {
 
 async function updateTuningCache(adapter: string, update: (t: AdapterTuning) => AdapterTuning):
   Promise<void> {
-  const path = tuningCache();
+  const path = tuningCachePath();
   // Read again just before writing: another process may have added its own choices.
   const cache = readTuningCache();
   cache[adapter] = update(cache[adapter] ?? {});

@@ -16,7 +16,7 @@ import {
   snapshotTrainer, writeTrainerCheckpoint, type TrainerSnapshot,
 } from './checkpoint-node.js';
 import { lossCurveSvg } from './plot.js';
-import { tuneConvolutions } from '../tune-node.js';
+import { tuneConvolutions, tuningCachePath } from '../tune-node.js';
 
 /** Called around the steps of trainSwav; tests inject faults here. */
 export interface TrainHooks {
@@ -187,10 +187,12 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
   if (engine.gpu.autotune) {
     // Time the convolution kernels of this model's shapes once per adapter (cached).
     const t = performance.now();
-    const timed = await tuneConvolutions(engine, trainer.convShapes());
+    const shapes = trainer.convShapes();
+    const timed = await tuneConvolutions(engine, shapes);
     if (timed.length) {
-      log(`timed ${timed.length} convolution kernels on ${engine.gpu.adapterInfo} in ` +
-        `${((performance.now() - t) / 1000).toFixed(0)} s (cached for later runs)`);
+      log(`timed the convolution kernels of ${shapes.length} layer shapes (${timed.length} ` +
+        `passes) in ${((performance.now() - t) / 1000).toFixed(0)} s, once per adapter ` +
+        `(cached in ${tuningCachePath()})`);
     }
   }
   const metricsPath = join(opts.out, 'metrics.jsonl');
