@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 // One device per process: files run one after another in a single fork, because
@@ -9,5 +11,8 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 120_000,
     hookTimeout: 120_000,
+    // The CLI's engine tunes and caches its choices: tests (and the processes they start)
+    // keep theirs apart from the user's ~/.cache/swavgpu.
+    env: { XDG_CACHE_HOME: join(tmpdir(), 'swavgpu-test-cache') },
   },
 });

@@ -1,14 +1,20 @@
 // The tuning cache (src/tune-node.ts): choices timed once are written per adapter and read
 // back by the next tuning engine; a corrupt file or an entry that is no candidate is ignored.
+// One engine throughout (applyTuning is what createEngine({ tune: true }) runs): creating and
+// destroying several Dawn devices in one test process now and then crashed it at exit.
 
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEngine, tuneConvolutions } from '../../src/node.js';
+import { tuneConvolutions } from '../../src/node.js';
+import { applyTuning, tuningCachePath } from '../../src/tune-node.js';
 import { convTuneKey, CONV_CPU_TILING } from '../../src/ops/conv.js';
+import { useEngine } from '../helpers/gpu.js';
 
+const engine = useEngine();
 const shape = { x: [2, 3, 6, 7], w: [5, 3, 3, 3], padding: 1 };
+const key = convTuneKey('forward', shape.x, shape.w, shape);
 let dir = '';
 let saved: string | undefined;
 
@@ -24,57 +30,47 @@ afterAll(() => {
 });
 
 const file = () => join(dir, 'swavgpu', 'tuning.json');
+const readCache = () => JSON.parse(readFileSync(file(), 'utf8'));
 
 describe('tuning cache', () => {
-  it('writes the choices per adapter and a later engine reads them instead of timing', async () => {
-    const a = await createEngine({ tune: true });
-    const adapter = a.gpu.adapterInfo;
-    try {
-      expect(a.gpu.autotune).toBe(true);
-      const timed = await tuneConvolutions(a, [shape]);
+  it('writes the choices per adapter; a later tuning engine reads them instead of timing',
+    async () => {
+      const e = engine();
+      const adapter = e.gpu.adapterInfo;
+      expect(tuningCachePath()).toBe(file());
+      expect(e.gpu.autotune).toBe(false);
+      await applyTuning(e);
+      expect(e.gpu.autotune).toBe(true);
+      const timed = await tuneConvolutions(e, [shape]);
       expect(timed).toHaveLength(3);
-      const cache = JSON.parse(readFileSync(file(), 'utf8'));
+      const cache = readCache();
       expect(Object.keys(cache)).toEqual([adapter]);
-      expect(cache[adapter].matmul).toBeDefined();
+      expect(cache[adapter].matmul).toEqual(e.gpu.tuned.get('matmul'));
       for (const r of timed) expect(cache[adapter].conv2d[r.key]).toEqual(r.choice);
-    } finally {
-      await a.dispose();
-    }
-    const b = await createEngine({ tune: true });
-    try {
-      const key = convTuneKey('forward', shape.x, shape.w, shape);
-      expect(b.gpu.tuned.get(key)).toEqual(JSON.parse(readFileSync(file(), 'utf8'))[adapter]
-        .conv2d[key]);
-      expect(await tuneConvolutions(b, [shape])).toEqual([]);
-    } finally {
-      await b.dispose();
-    }
-    // An engine created without tuning neither reads nor times.
-    const c = await createEngine();
-    try {
-      expect(c.gpu.autotune).toBe(false);
-      expect(c.gpu.tuned.size).toBe(0);
-    } finally {
-      await c.dispose();
-    }
-  });
+      // As a new engine would start: nothing tuned; the cache fills it without timing.
+      e.gpu.tuned.clear();
+      await applyTuning(e);
+      expect(e.gpu.tuned.get(key)).toEqual(cache[adapter].conv2d[key]);
+      expect(e.gpu.tuned.get('matmul')).toEqual(cache[adapter].matmul);
+      expect(await tuneConvolutions(e, [shape])).toEqual([]);
+    });
 
   it('ignores a corrupt file and entries that are no candidate', async () => {
+    const e = engine();
+    const adapter = e.gpu.adapterInfo;
+    mkdirSync(join(dir, 'swavgpu'), { recursive: true });
     writeFileSync(file(), '{ not json');
-    const a = await createEngine({ tune: true });
-    const adapter = a.gpu.adapterInfo;
-    await a.dispose();
-    // Rewritten whole, with a fresh matmul choice.
-    const cache = JSON.parse(readFileSync(file(), 'utf8'));
-    expect(cache[adapter].matmul).toBeDefined();
-    const key = convTuneKey('forward', shape.x, shape.w, shape);
-    cache[adapter].conv2d = { [key]: { ...CONV_CPU_TILING, TM: 99 } };
+    e.gpu.tuned.clear();
+    await applyTuning(e);
+    // Rewritten whole, with a fresh matmul choice and nothing else.
+    const cache = readCache();
+    expect(cache[adapter].matmul).toEqual(e.gpu.tuned.get('matmul'));
+    expect(cache[adapter].conv2d).toBeUndefined();
+    cache[adapter].conv2d = { [key]: { ...CONV_CPU_TILING, TM: 99 },
+      [`${key} other`]: { ...CONV_CPU_TILING, forward: 'bogus' } };
     writeFileSync(file(), JSON.stringify(cache));
-    const b = await createEngine({ tune: true });
-    try {
-      expect(b.gpu.tuned.has(key)).toBe(false);
-    } finally {
-      await b.dispose();
-    }
+    e.gpu.tuned.clear();
+    await applyTuning(e);
+    expect([...e.gpu.tuned.keys()]).toEqual(['matmul']);
   });
 });
