@@ -25,41 +25,63 @@ interface AdapterTuning {
   conv2d?: Record<string, ConvTiling>;
 }
 
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * The cache as an object of adapters, each an object; anything else in the file (not JSON,
+ * JSON of another shape, an adapter whose entry is not an object) counts as absent, so the
+ * variants are timed afresh and the next write replaces it.
+ */
 function readTuningCache(): Record<string, AdapterTuning> {
+  let parsed: unknown;
   try {
-    return JSON.parse(readFileSync(tuningCachePath(), 'utf8')) as Record<string, AdapterTuning>;
+    parsed = JSON.parse(readFileSync(tuningCachePath(), 'utf8'));
   } catch {
-    // No cache yet, or an unreadable one: time the variants afresh.
     return {};
+  }
+  if (!isRecord(parsed)) return {};
+  const out: Record<string, AdapterTuning> = {};
+  for (const [adapter, t] of Object.entries(parsed)) {
+    if (!isRecord(t)) continue;
+    out[adapter] = { matmul: t.matmul as MatmulTiling | undefined,
+      conv2d: isRecord(t.conv2d) ? t.conv2d as Record<string, ConvTiling> : undefined };
+  }
+  return out;
+}
+
+/** Merges this adapter's update into the file; false where it could not be written. */
+async function updateTuningCache(adapter: string, update: (t: AdapterTuning) => AdapterTuning):
+  Promise<boolean> {
+  const path = tuningCachePath();
+  try {
+    // Read again just before writing: another process may have added its own choices.
+    const cache = readTuningCache();
+    cache[adapter] = update(cache[adapter] ?? {});
+    mkdirSync(dirname(path), { recursive: true });
+    await writeFileAtomic(path, new TextEncoder().encode(`${JSON.stringify(cache, null, 2)}\n`));
+    return true;
+  } catch {
+    // A read-only home is fine: the choice holds for this engine, and is timed again later.
+    return false;
   }
 }
 
-async function updateTuningCache(adapter: string, update: (t: AdapterTuning) => AdapterTuning):
-  Promise<void> {
-  const path = tuningCachePath();
-  // Read again just before writing: another process may have added its own choices.
-  const cache = readTuningCache();
-  cache[adapter] = update(cache[adapter] ?? {});
-  try {
-    mkdirSync(dirname(path), { recursive: true });
-    await writeFileAtomic(path, new TextEncoder().encode(`${JSON.stringify(cache, null, 2)}\n`));
-  } catch {
-    // A read-only home is fine: the choice holds for this engine, and is timed again later.
-  }
-}
+const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
 
 /** Loads this adapter's cached choices, or times the matmul variants and caches the result. */
 export async function applyTuning(engine: Engine): Promise<void> {
   engine.gpu.autotune = true;
   const key = engine.gpu.adapterInfo;
   const cached = readTuningCache()[key];
+  // Only exact candidates are taken: a hand-edited or stale entry is timed again.
   const valid = (t: ConvTiling) => Object.values(CONV_CANDIDATES).some((list) =>
-    list.some((c) => JSON.stringify(c) === JSON.stringify(t)));
+    list.some((c) => same(c, t)));
   for (const [k, t] of Object.entries(cached?.conv2d ?? {})) {
     if (valid(t)) engine.gpu.tuned.set(k, t);
   }
   const known = cached?.matmul;
-  if (known && MATMUL_CANDIDATES.some((c) => JSON.stringify(c) === JSON.stringify(known))) {
+  if (known && MATMUL_CANDIDATES.some((c) => same(c, known))) {
     engine.gpu.tuned.set('matmul', known);
     return;
   }
@@ -67,17 +89,22 @@ export async function applyTuning(engine: Engine): Promise<void> {
   await updateTuningCache(key, (t) => ({ ...t, matmul: choice }));
 }
 
+export interface ConvolutionTuning {
+  /** The passes timed (none when every shape was cached). */
+  timed: ConvTuneResult[];
+  /** The cache file the choices were written to, or null where writing failed or none were. */
+  savedTo: string | null;
+}
+
 /**
  * Times the convolution kernels for each shape not yet tuned on this adapter (tuneConv2d)
- * and caches the choices beside the matmul's. Returns the passes timed (none when every
- * shape was cached).
+ * and caches the choices beside the matmul's.
  */
 export async function tuneConvolutions(engine: Engine, shapes: readonly ConvShape[]):
-  Promise<ConvTuneResult[]> {
-  const results = await tuneConv2d(engine, shapes);
-  if (results.length) {
-    await updateTuningCache(engine.gpu.adapterInfo, (t) => ({ ...t, conv2d: {
-      ...t.conv2d, ...Object.fromEntries(results.map((r) => [r.key, r.choice])) } }));
-  }
-  return results;
+  Promise<ConvolutionTuning> {
+  const timed = await tuneConv2d(engine, shapes);
+  if (!timed.length) return { timed, savedTo: null };
+  const saved = await updateTuningCache(engine.gpu.adapterInfo, (t) => ({ ...t, conv2d: {
+    ...t.conv2d, ...Object.fromEntries(timed.map((r) => [r.key, r.choice])) } }));
+  return { timed, savedTo: saved ? tuningCachePath() : null };
 }

@@ -140,6 +140,16 @@ function geometry(op: string, xShape: readonly number[], wShape: readonly number
 }
 
 function checkTiling(t: ConvTiling): void {
+  // Workgroup sides as WebGPU's default limits allow (256 invocations, 256 along x or y).
+  for (const key of ['WG_X', 'WG_Y'] as const) {
+    if (!Number.isInteger(t[key]) || t[key] < 1 || t[key] > 256) {
+      fail('conv2d', `tiling.${key} must be an integer in 1..256, got ${t[key]}`);
+    }
+  }
+  if (t.WG_X * t.WG_Y > 256) {
+    fail('conv2d', `tiling.WG_X * tiling.WG_Y must be at most 256 invocations, got ` +
+      `${t.WG_X} x ${t.WG_Y}`);
+  }
   if (t.forward !== undefined && t.forward !== 'generic' && t.forward !== 'rows') {
     fail('conv2d', `tiling.forward must be 'generic' or 'rows', got ${JSON.stringify(t.forward)}`);
   }

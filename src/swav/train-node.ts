@@ -188,11 +188,12 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
     // Time the convolution kernels of this model's shapes once per adapter (cached).
     const t = performance.now();
     const shapes = trainer.convShapes();
-    const timed = await tuneConvolutions(engine, shapes);
+    const { timed, savedTo } = await tuneConvolutions(engine, shapes);
     if (timed.length) {
       log(`timed the convolution kernels of ${shapes.length} layer shapes (${timed.length} ` +
-        `passes) in ${((performance.now() - t) / 1000).toFixed(0)} s, once per adapter ` +
-        `(cached in ${tuningCachePath()})`);
+        `passes) in ${((performance.now() - t) / 1000).toFixed(0)} s, ` + (savedTo
+        ? `once per adapter (cached in ${savedTo})`
+        : `not cached (${tuningCachePath()} could not be written)`));
     }
   }
   const metricsPath = join(opts.out, 'metrics.jsonl');

@@ -213,6 +213,16 @@ describe('conv2d argument checks', () => {
       /conv2d: padding must be a number or \[h, w\] of non-negative integers, got \[-1,0\]/);
     bad(() => conv2d(x, w, e.zeros([3])),
       /conv2d: bias must be \[4\] \(one value per output channel of w \[4, 3, 3, 3\]\), got/);
+    // A forced tiling is checked whole: a fractional workgroup side would leave outputs unset.
+    const tiled = (t: Partial<ConvTiling>) => () => conv2d(x, w, null,
+      { tiling: { ...CONV_CPU_TILING, ...t } as ConvTiling });
+    bad(tiled({ WG_X: 1.5 }), /conv2d: tiling.WG_X must be an integer in 1..256, got 1.5/);
+    bad(tiled({ WG_Y: 0 }), /conv2d: tiling.WG_Y must be an integer in 1..256, got 0/);
+    bad(tiled({ WG_X: 32, WG_Y: 16 }),
+      /conv2d: tiling.WG_X \* tiling.WG_Y must be at most 256 invocations, got 32 x 16/);
+    bad(tiled({ TM: 17 }), /conv2d: tiling.TM must be an integer in 1..16, got 17/);
+    bad(tiled({ forward: 'bogus' as 'rows' }),
+      /conv2d: tiling.forward must be 'generic' or 'rows', got "bogus"/);
     // The gradient ops check dy against the output shape the geometry gives.
     bad(() => conv2dBackwardInput(e.zeros([2, 4, 6, 7]), w, [2, 3, 8, 8]),
       /conv2dBackwardInput: dy must have the output shape \[2, 4, 6, 6\], got .*\[2, 4, 6, 7\]/);

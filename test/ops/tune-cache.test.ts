@@ -41,8 +41,9 @@ describe('tuning cache', () => {
       expect(e.gpu.autotune).toBe(false);
       await applyTuning(e);
       expect(e.gpu.autotune).toBe(true);
-      const timed = await tuneConvolutions(e, [shape]);
+      const { timed, savedTo } = await tuneConvolutions(e, [shape]);
       expect(timed).toHaveLength(3);
+      expect(savedTo).toBe(file());
       const cache = readCache();
       expect(Object.keys(cache)).toEqual([adapter]);
       expect(cache[adapter].matmul).toEqual(e.gpu.tuned.get('matmul'));
@@ -52,7 +53,7 @@ describe('tuning cache', () => {
       await applyTuning(e);
       expect(e.gpu.tuned.get(key)).toEqual(cache[adapter].conv2d[key]);
       expect(e.gpu.tuned.get('matmul')).toEqual(cache[adapter].matmul);
-      expect(await tuneConvolutions(e, [shape])).toEqual([]);
+      expect(await tuneConvolutions(e, [shape])).toEqual({ timed: [], savedTo: null });
     });
 
   it('ignores a corrupt file and entries that are no candidate', async () => {
@@ -72,5 +73,40 @@ describe('tuning cache', () => {
     e.gpu.tuned.clear();
     await applyTuning(e);
     expect([...e.gpu.tuned.keys()]).toEqual(['matmul']);
+  });
+
+  it('replaces a file of valid JSON that is no object of adapters', async () => {
+    const e = engine();
+    const adapter = e.gpu.adapterInfo;
+    for (const text of ['null', '0', '"x"', 'true', '[]', `{"${adapter}": 7}`]) {
+      writeFileSync(file(), text);
+      e.gpu.tuned.clear();
+      await applyTuning(e);
+      expect(readCache()[adapter].matmul, text).toEqual(e.gpu.tuned.get('matmul'));
+    }
+    // A conv2d entry that is no object is dropped when the file is next written.
+    const cache = readCache();
+    cache[adapter].conv2d = 'abc';
+    writeFileSync(file(), JSON.stringify(cache));
+    e.gpu.tuned.clear();
+    await applyTuning(e);
+    const { savedTo } = await tuneConvolutions(e, [shape]);
+    expect(savedTo).toBe(file());
+    expect(Object.keys(readCache()[adapter].conv2d).sort()).toEqual(
+      ['backwardInput', 'backwardWeight', 'forward'].map((p) =>
+        convTuneKey(p as 'forward', shape.x, shape.w, shape)).sort());
+  });
+
+  it('says when the choices could not be written (the cache path is a folder)', async () => {
+    const e = engine();
+    rmSync(join(dir, 'swavgpu'), { recursive: true, force: true });
+    mkdirSync(file(), { recursive: true });
+    e.gpu.tuned.clear();
+    await applyTuning(e);
+    const other = { x: [1, 2, 5, 5], w: [3, 2, 1, 1] };
+    const { timed, savedTo } = await tuneConvolutions(e, [other]);
+    expect(timed).toHaveLength(3);
+    expect(savedTo).toBeNull();
+    rmSync(file(), { recursive: true, force: true });
   });
 });
