@@ -50,11 +50,22 @@ function vulkanHint(): string {
     `lavapipe >= 24 from bookworm-backports); elsewhere install your GPU's Vulkan driver.`;
 }
 
+const instances = new Map<string, GPU>();
+
 /** Creates an engine on the best WebGPU adapter Dawn finds. */
 export async function createEngine(opts: NodeEngineOptions = {}): Promise<Engine> {
   Object.assign(globalThis, globals);
-  // Dawn's GPU object must stay referenced while the device lives, or Dawn aborts.
-  const gpu = create(opts.dawnFlags ?? []);
+  // Dawn's GPU object must stay referenced while the device lives, or Dawn aborts. One per
+  // set of flags for the whole process: engines made and freed one after another in one
+  // process each built and dropped an instance of their own, and now and then the process
+  // died in Dawn a few engines later.
+  const flags = opts.dawnFlags ?? [];
+  const key = JSON.stringify(flags);
+  let gpu = instances.get(key);
+  if (!gpu) {
+    gpu = create(flags);
+    instances.set(key, gpu);
+  }
   const { device, info } = await acquireDevice(gpu, { hint: vulkanHint() });
   const ctx = new GpuContext({
     device, adapterInfo: info, loadShader: nodeShaderLoader(undefined, opts.shaders ?? {}),

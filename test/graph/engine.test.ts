@@ -301,4 +301,15 @@ describe('misuse is refused before GPU work, and the engine stays usable', () =>
     expect((await matmul(big, big).read()).length).toBe(65536);
     await e2.dispose();
   });
+
+  it('engines made and freed one after another in one process all work', async () => {
+    // Each used to build and drop a Dawn instance of its own; the process then died in Dawn
+    // now and then a few engines later (about half the runs of a five-engine test).
+    for (let k = 0; k < 6; k++) {
+      const e = await createEngine();
+      const a = e.tensor(new Float32Array(96 * 96).fill(1), [96, 96]);
+      expect((await matmul(a, a).read())[0]).toBe(96);
+      await e.dispose();
+    }
+  });
 });
