@@ -63,6 +63,9 @@ export async function tuneMatmul(engine: Engine, opts: TuneOptions = {}): Promis
   return { choice, ms };
 }
 
+/** Milliseconds a conv timing sample aims for. */
+const SAMPLE_MS = 8;
+
 /** One convolution to tune: its input and weight shapes and geometry. */
 export interface ConvShape {
   x: readonly number[];
@@ -110,7 +113,8 @@ function seeded(n: number, seed: number): Float32Array {
  * Times each pass of each convolution shape under every candidate tiling and keeps the
  * fastest in the engine's tuned choices, which conv2d and its gradients then use for that
  * shape. Shapes already tuned are skipped. Candidates run round-robin, so that load from
- * other processes falls on all of them alike; each is compiled and run once before timing.
+ * other processes falls on all of them alike; each is compiled and run once, and run once
+ * more to size the samples, before timing.
  */
 export async function tuneConv2d(engine: Engine, shapes: readonly ConvShape[],
   opts: { reps?: number } = {}): Promise<ConvTuneResult[]> {
@@ -139,14 +143,25 @@ export async function tuneConv2d(engine: Engine, shapes: readonly ConvShape[],
         };
         const candidates = CONV_CANDIDATES[pass];
         const times: number[][] = candidates.map(() => []);
-        for (let r = -1; r < reps; r++) {
+        // Small layers run several times per sample (one submission, as in a training step),
+        // so that each sample lasts some milliseconds and the fixed cost of a run, and its
+        // noise, do not decide the choice.
+        let inner = 1;
+        // Round -2 compiles, round -1 sizes the samples, then `reps` timed rounds.
+        for (let r = -2; r < reps; r++) {
+          const warm: number[] = [];
           for (const [i, tiling] of candidates.entries()) {
-            const y = build(tiling);
+            const ys = Array.from({ length: inner }, () => build(tiling));
             const t0 = performance.now();
-            await engine.run([], [y]);
+            await engine.run([], ys);
             await engine.sync();
-            if (r >= 0) times[i].push(performance.now() - t0);
-            y.dispose();
+            const ms = (performance.now() - t0) / inner;
+            if (r >= 0) times[i].push(ms);
+            else warm.push(ms);
+            for (const y of ys) y.dispose();
+          }
+          if (r === -1) {
+            inner = Math.max(1, Math.min(16, Math.ceil(SAMPLE_MS / Math.min(...warm))));
           }
         }
         const ms = times.map((t) => t.sort((a, b) => a - b)[Math.floor(t.length / 2)]);
