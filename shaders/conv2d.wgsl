@@ -219,6 +219,94 @@ fn pack_weights(@builtin(workgroup_id) wid: vec3<u32>,
   out[i] = select(0.0, w[min(o, p.o - 1) * taps + k], o < p.o);
 }
 
+// The forward pass as GPUs like it: the implicit GEMM in workgroup tiles of BM = WG_Y TM
+// output channels by BN = WG_X TN output pixels (all images' pixels in one run of columns),
+// whose BK-deep slices of weights and of the input the workgroup stages in workgroup memory
+// before each invocation multiplies its TM x TN block out of them. The depth runs over
+// (kh, c, kw) in that order, the order of `forward` and `forward_rows`: a tap outside the
+// image adds an exact zero where those skip it, so all three give the same bits.
+override BK: u32 = 16;     // forward_shared: depth of one staged slice
+var<workgroup> w_tile: array<f32, BK * WG_Y * TM>;
+var<workgroup> x_tile: array<f32, BK * WG_X * TN>;
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn forward_shared(@builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_id) lid: vec3<u32>,
+                  @builtin(local_invocation_index) li: u32) {
+  let t = tile_of(wid, nwg);
+  let bm = i32(WG_Y * TM);
+  let bn = i32(WG_X * TN);
+  let m0 = t.y * bm;
+  let n0 = t.z * bn;
+  let depth = p.kh * p.c * p.kw;
+  let khw = p.kh * p.kw;
+  let threads = i32(WG_X * WG_Y);
+  var acc: array<f32, 128>;
+  var av: array<f32, MAX_TM>;
+  var bv: array<f32, MAX_TN>;
+  for (var k0 = 0; k0 < depth; k0 += i32(BK)) {
+    // Cooperative loads; entries past the edges, and taps outside the image, are zero.
+    for (var e = i32(li); e < i32(BK) * bm; e += threads) {
+      let k = k0 + e / bm;
+      let o = m0 + e % bm;
+      var v = 0.0;
+      if (k < depth && o < p.o) {
+        let kw = k % p.kw;
+        let r = k / p.kw;
+        v = w[(o * p.c + r % p.c) * khw + (r / p.c) * p.kw + kw];
+      }
+      w_tile[e] = v;
+    }
+    for (var e = i32(li); e < i32(BK) * bn; e += threads) {
+      let k = k0 + e / bn;
+      let col = n0 + e % bn;
+      var v = 0.0;
+      if (k < depth && col < p.cols) {
+        let kw = k % p.kw;
+        let r = k / p.kw;
+        let c = r % p.c;
+        let kh = r / p.c;
+        let ow = col % p.ow;
+        let q = col / p.ow;
+        let ih = (q % p.oh) * p.sh - p.ph + kh * p.dh;
+        let iw = ow * p.sw - p.pw + kw * p.dw;
+        if (ih >= 0 && ih < p.h && iw >= 0 && iw < p.w) {
+          v = x[(((q / p.oh) * p.c + c) * p.h + ih) * p.w + iw];
+        }
+      }
+      x_tile[e] = v;
+    }
+    workgroupBarrier();
+    for (var kk = 0; kk < i32(BK); kk++) {
+      // Rows and columns of an invocation are strided by WG_Y and WG_X, so that neighbouring
+      // invocations read neighbouring words of workgroup memory.
+      for (var i = 0u; i < TM; i++) { av[i] = w_tile[kk * bm + i32(i * WG_Y + lid.y)]; }
+      for (var j = 0u; j < TN; j++) { bv[j] = x_tile[kk * bn + i32(j * WG_X + lid.x)]; }
+      for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < TN; j++) {
+          acc[i * MAX_TN + j] = fma(av[i], bv[j], acc[i * MAX_TN + j]);
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  let ohw = p.oh * p.ow;
+  for (var i = 0u; i < TM; i++) {
+    let o = m0 + i32(i * WG_Y + lid.y);
+    if (o >= p.o) { break; }
+    var b = 0.0;
+    if (p.has_bias != 0) { b = bias[o]; }
+    for (var j = 0u; j < TN; j++) {
+      let col = n0 + i32(j * WG_X + lid.x);
+      if (col < p.cols) {
+        let n = col / ohw;
+        out[(n * p.o + o) * ohw + col % ohw] = acc[i * MAX_TN + j] + b;
+      }
+    }
+  }
+}
+
 @compute @workgroup_size(WG_X, WG_Y)
 fn backward_input(@builtin(workgroup_id) wid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>,

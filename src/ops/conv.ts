@@ -37,9 +37,15 @@ export interface ConvTiling {
    * every geometry. Default: by adapter and shape (defaultConvForward).
    */
   forward?: ConvForwardKernel;
+  /** forward 'shared': depth of the slices staged in workgroup memory; default 16. */
+  BK?: number;
 }
 
-export type ConvForwardKernel = 'generic' | 'rows';
+/**
+ * 'shared' stages workgroup tiles in workgroup memory, as GPUs want (every geometry; a
+ * candidate the tuner times on GPUs only).
+ */
+export type ConvForwardKernel = 'generic' | 'rows' | 'shared';
 
 /** The three kernels a tiling can be timed and chosen for. */
 export type ConvPass = 'forward' | 'backwardInput' | 'backwardWeight';
@@ -52,6 +58,9 @@ export type ConvPass = 'forward' | 'backwardInput' | 'backwardWeight';
 export const CONV_CPU_TILING: ConvTiling = { TM: 16, TN: 8, WG_X: 8, WG_Y: 1 };
 /** For GPUs: smaller blocks per invocation, more invocations per workgroup. */
 export const CONV_GPU_TILING: ConvTiling = { TM: 4, TN: 4, WG_X: 16, WG_Y: 8 };
+/** For GPUs, the forward through workgroup memory: 32 x 64 tiles, 16 deep (6 KiB staged). */
+export const CONV_SHARED_TILING: ConvTiling = { TM: 4, TN: 4, WG_X: 16, WG_Y: 8, BK: 16,
+  forward: 'shared' };
 
 const isCpuAdapter = (info: string) => /llvmpipe|lavapipe|swiftshader/i.test(info);
 
@@ -150,8 +159,19 @@ function checkTiling(t: ConvTiling): void {
     fail('conv2d', `tiling.WG_X * tiling.WG_Y must be at most 256 invocations, got ` +
       `${t.WG_X} x ${t.WG_Y}`);
   }
-  if (t.forward !== undefined && t.forward !== 'generic' && t.forward !== 'rows') {
-    fail('conv2d', `tiling.forward must be 'generic' or 'rows', got ${JSON.stringify(t.forward)}`);
+  if (t.forward !== undefined && !['generic', 'rows', 'shared'].includes(t.forward)) {
+    fail('conv2d', `tiling.forward must be 'generic', 'rows' or 'shared', got ` +
+      JSON.stringify(t.forward));
+  }
+  if (t.BK !== undefined && (!Number.isInteger(t.BK) || t.BK < 1 || t.BK > 64)) {
+    fail('conv2d', `tiling.BK must be an integer in 1..64, got ${t.BK}`);
+  }
+  // forward 'shared' stages BK x (WG_Y TM + WG_X TN) floats: WebGPU's default 16 KiB.
+  const staged = (t.BK ?? 16) * (t.WG_Y * t.TM + t.WG_X * t.TN) * 4;
+  if (t.forward === 'shared' && staged > 16384) {
+    fail('conv2d', `tiling for forward 'shared' stages ${staged} bytes of workgroup memory, ` +
+      `past 16384 (BK ${t.BK ?? 16}, WG_Y x TM ${t.WG_Y} x ${t.TM}, WG_X x TN ` +
+      `${t.WG_X} x ${t.TN})`);
   }
   // The shader's register arrays hold at most 16 rows and 8 columns.
   for (const [key, max] of [['TM', 16], ['TN', 8]] as const) {
@@ -223,6 +243,7 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
   const attrs: Attrs = { stride: g.stride, padding: g.padding, dilation: g.dilation,
     tiling: opts.tiling };
   const kernel = tiling.forward ?? defaultConvForward(x.engine.gpu.adapterInfo, g.O);
+  if (kernel === 'shared') return forwardShared(x, w, bias, g, tiling, attrs);
   const rows = kernel === 'rows' && rowsPath(g);
   // forward_rows: row blocks sized evenly (7 + 7 pixels of a 14-wide row, not 8 + 6 padded
   // to 8 + 8), measured up to 1.4x faster on the stride-2 SwAV layers; it reads the TM
@@ -262,6 +283,33 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
         workgroups: tilesX * tilesY,
       });
     },
+  });
+  return y;
+}
+
+/**
+ * forward_shared: workgroup tiles of WG_Y TM channels by WG_X TN pixels staged through
+ * workgroup memory, for GPUs. Rows of the workgroup the layer lacks are dropped (an
+ * 8-channel layer takes WG_Y = 2 at TM = 4).
+ */
+function forwardShared(x: Tensor, w: Tensor, bias: Tensor | null, g: Geometry,
+  tiling: ConvTiling, attrs: Attrs): Tensor {
+  const WG_Y = Math.min(tiling.WG_Y, Math.ceil(g.O / tiling.TM));
+  const t = { ...tiling, WG_Y, BK: tiling.BK ?? 16 };
+  const cols = g.N * g.OH * g.OW;
+  const tilesX = Math.ceil(cols / (t.WG_X * t.TN));
+  const tilesY = Math.ceil(g.O / (t.WG_Y * t.TM));
+  const inputs = bias ? [x, w, bias] : [x, w];
+  const [y] = x.engine.record({
+    op: 'conv2d', inputs, outputs: [[g.N, g.O, g.OH, g.OW]], attrs: { ...attrs },
+    encode: (ctx) => ctx.dispatch({
+      shader: 'conv2d', entry: 'forward_shared',
+      overrides: { ...overridesOf(t), BK: t.BK },
+      bindings: { x: ctx.input(0), w: ctx.input(1), bias: ctx.input(bias ? 2 : 1),
+        out: ctx.output(0) },
+      uniforms: params(g, { qTiles: 0, cols, tilesX, tilesY, hasBias: !!bias }),
+      workgroups: tilesX * tilesY,
+    }),
   });
   return y;
 }

@@ -7,7 +7,7 @@ import type { Engine } from '../graph/engine.js';
 import { debug } from '../gpu/debug.js';
 import type { Tensor } from '../graph/tensor.js';
 import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, convTuneKey, CONV_CPU_TILING,
-  CONV_GPU_TILING, type ConvPass, type ConvTiling } from './conv.js';
+  CONV_GPU_TILING, CONV_SHARED_TILING, type ConvPass, type ConvTiling } from './conv.js';
 import { matmul, REGISTER_TILING, SHARED_TILING, type MatmulTiling } from './matmul.js';
 
 /** The variants tried: both families and a smaller register tile. */
@@ -87,15 +87,25 @@ export const CONV_CANDIDATES: Readonly<Record<ConvPass, readonly ConvTiling[]>> 
     { ...CONV_CPU_TILING, forward: 'rows' },
     { ...CONV_GPU_TILING, forward: 'generic' },
     { ...CONV_GPU_TILING, forward: 'rows' },
+    CONV_SHARED_TILING,
   ],
   backwardInput: [CONV_CPU_TILING, CONV_GPU_TILING],
   backwardWeight: [CONV_CPU_TILING, CONV_GPU_TILING],
 };
 
+/**
+ * The candidates timed for a pass on this engine's adapter: all of CONV_CANDIDATES except,
+ * on CPU drivers, the workgroup-memory forward (barriers are what lavapipe runs slowest).
+ */
+export function convCandidates(engine: Engine, pass: ConvPass): readonly ConvTiling[] {
+  const cpu = /llvmpipe|lavapipe|swiftshader/i.test(engine.gpu.adapterInfo);
+  return CONV_CANDIDATES[pass].filter((t) => !(cpu && t.forward === 'shared'));
+}
+
 export interface ConvTuneResult {
   key: string;
   choice: ConvTiling;
-  /** Median milliseconds of each candidate, in CONV_CANDIDATES[pass] order. */
+  /** Median milliseconds of each candidate, in convCandidates(engine, pass) order. */
   ms: number[];
 }
 
@@ -141,7 +151,7 @@ export async function tuneConv2d(engine: Engine, shapes: readonly ConvShape[],
           if (pass === 'backwardInput') return conv2dBackwardInput(dy, w, shape.x, o);
           return conv2dBackwardWeight(dy, x, shape.w, o);
         };
-        const candidates = CONV_CANDIDATES[pass];
+        const candidates = convCandidates(engine, pass);
         const times: number[][] = candidates.map(() => []);
         // Small layers run several times per sample (one submission, as in a training step),
         // so that each sample lasts some milliseconds and the fixed cost of a run, and its

@@ -5,6 +5,7 @@
 
 import { describe, it, expect } from 'vitest';
 import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, CONV_CPU_TILING, CONV_GPU_TILING,
+  CONV_SHARED_TILING,
   defaultConvTiling, type ConvTiling } from '../../src/ops/conv.js';
 import { OpArgumentError } from '../../src/gpu/errors.js';
 import * as R from '../../src/reference/index.js';
@@ -98,6 +99,15 @@ describe('conv2d with other tilings', () => {
       await checkConv({ ...CASES[k], tiling: { ...CONV_GPU_TILING, forward: 'rows' } }, 21 + k);
     });
   }
+  // The workgroup-memory forward (for GPUs) on every case, with the GPU candidate's tiles and
+  // with odd ones (a slice depth of 5 that does not divide C KH KW).
+  for (const [k, c] of CASES.entries()) {
+    it(`shared forward kernel: ${c.name}`, async () => {
+      await checkConv({ ...c, tiling: CONV_SHARED_TILING }, 71 + k);
+      await checkConv({ ...c, tiling: { TM: 3, TN: 2, WG_X: 4, WG_Y: 3, BK: 5,
+        forward: 'shared' } }, 81 + k);
+    });
+  }
   // On lavapipe the default forward for at most 8 output channels is 'rows': the generic
   // kernel on those cases too.
   for (const k of [0, 1, 9]) {
@@ -143,7 +153,8 @@ describe('conv2d with other tilings', () => {
       const variants: ConvTiling[] = [
         { ...CONV_CPU_TILING, forward: 'generic' }, { ...CONV_CPU_TILING, forward: 'rows' },
         { ...CONV_GPU_TILING, forward: 'generic' }, { ...CONV_GPU_TILING, forward: 'rows' },
-        { TM: 3, TN: 5, WG_X: 4, WG_Y: 2, forward: 'rows' },
+        { TM: 3, TN: 5, WG_X: 4, WG_Y: 2, forward: 'rows' }, CONV_SHARED_TILING,
+        { TM: 3, TN: 2, WG_X: 4, WG_Y: 3, BK: 5, forward: 'shared' },
       ];
       for (const c of [CASES[0], CASES[4], CASES[7], { ...CASES[1], stride: [2, 2] as Pair }]) {
         const opts = { stride: c.stride, padding: c.padding, dilation: c.dilation };
@@ -222,7 +233,10 @@ describe('conv2d argument checks', () => {
       /conv2d: tiling.WG_X \* tiling.WG_Y must be at most 256 invocations, got 32 x 16/);
     bad(tiled({ TM: 17 }), /conv2d: tiling.TM must be an integer in 1..16, got 17/);
     bad(tiled({ forward: 'bogus' as 'rows' }),
-      /conv2d: tiling.forward must be 'generic' or 'rows', got "bogus"/);
+      /conv2d: tiling.forward must be 'generic', 'rows' or 'shared', got "bogus"/);
+    bad(tiled({ forward: 'shared', BK: 0 }), /conv2d: tiling.BK must be an integer in 1..64/);
+    bad(tiled({ forward: 'shared', BK: 64, TM: 16, TN: 8, WG_X: 16, WG_Y: 8 }),
+      /conv2d: tiling for forward 'shared' stages 65536 bytes of workgroup memory, past 16384/);
     // The gradient ops check dy against the output shape the geometry gives.
     bad(() => conv2dBackwardInput(e.zeros([2, 4, 6, 7]), w, [2, 3, 8, 8]),
       /conv2dBackwardInput: dy must have the output shape \[2, 4, 6, 6\], got .*\[2, 4, 6, 7\]/);
