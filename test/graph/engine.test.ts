@@ -70,7 +70,11 @@ describe('executor', () => {
     const step = async () => {
       const l = mean(ops.square(ops.mul(w, ops.addScalar(w, 1))));
       const [g] = grad(l, [w]);
-      return e.run([], [l, g!]);
+      const values = await e.run([], [l, g!]);
+      // Freed here, not by the garbage collector, whose timing would move the live count.
+      l.dispose();
+      g!.dispose();
+      return values;
     };
     await step();
     const allocs = e.gpu.pool.stats.allocations;
