@@ -317,8 +317,9 @@ async function main(): Promise<void> {
       rows.push(r.row);
       counters ??= r.counters;
       const d = r.row;
-      progress(`  ours ${fmt(d.ours)} ${c.unit}; ${Object.entries(d.peers).map(([p, v]) =>
-        `${p} ${fmt(v)}`).join(', ')}; ratio ${d.ratio === null ? '-' : `${fmt(d.ratio)}x`}`);
+      const peers = Object.entries(d.peers).map(([p, v]) => `${p} ${fmt(v)}`).join(', ');
+      progress(`  ours ${fmt(d.ours)} ${c.unit}` + (peers ? `; ${peers}` : '; no peers') +
+        (d.ratio === null ? '' : `; ratio ${fmt(d.ratio)}x`));
     }
     const webgpuPeers: Contestant[] = o.peers ? ['tfjs', 'jax'] : [];
     const convRows = (pass: RegExp) => rows.filter((r) => /^conv /.test(r.name) &&

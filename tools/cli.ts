@@ -50,13 +50,15 @@ train options:
   --queue-length N       queue rows per assignment crop, 0 for none (default 0)
   --queue-start E        epoch the queue starts at (default 0)
   --lr LR                base learning rate (default ${defaultConfig.baseLr}); --final-lr LR
+                         the cosine schedule's end (default ${defaultConfig.finalLr})
   --warmup-epochs E      linear warm-up (default ${defaultConfig.warmupEpochs})
   --weight-decay W       (default ${defaultConfig.weightDecay}); --momentum M (0.9)
   --lars-trust C         LARS trust coefficient (default 0.001)
   --exclude-bias-norm    no LARS adaptation or weight decay for biases and norms
   --freeze-prototypes N  steps with frozen prototypes
                          (default ${defaultConfig.freezePrototypesSteps})
-  --checkpoint-every N   steps between checkpoints (default ${defaultConfig.checkpointEvery})
+  --checkpoint-every N   steps between checkpoints, the 3 newest kept
+                         (default ${defaultConfig.checkpointEvery})
   --time-budget S        stop after S seconds of training, checkpoint kept (default none;
                          main: 1200)
   --gpu-recipe           start from the longer recipe for a real GPU (see README)

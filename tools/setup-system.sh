@@ -11,7 +11,11 @@
 set -euo pipefail
 
 log() { printf '[setup] %s\n' "$*"; }
-have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+# grep without -q: under pipefail, -q stops reading early and the writer can die of SIGPIPE,
+# which turned "present" into "missing" now and then (ldconfig -p writes ~70 KB).
+have_pkg() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep 'install ok installed' >/dev/null
+}
 lavapipe_version() {
   dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null | sed -E 's/^[0-9]+://; s/\..*//'
 }
@@ -25,7 +29,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 need=()
 major=$(lavapipe_version || true)
-if ! ldconfig -p | grep -q 'libvulkan.so.1' || [ -z "$major" ] || [ "$major" -lt 24 ]; then
+if ! ldconfig -p | grep 'libvulkan.so.1' >/dev/null || [ -z "$major" ] || [ "$major" -lt 24 ]; then
   need+=(vulkan)
 fi
 have_pkg dataset-fashion-mnist || need+=(fashion)
