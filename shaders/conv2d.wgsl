@@ -68,6 +68,17 @@ fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> vec3<i32> {
   return vec3<i32>(r / p.tiles_y, r % p.tiles_y, tx);
 }
 
+// The block of a forward invocation: image n, output row oh, first column ow0 of its TN
+// pixels and first channel o0 of its TM; o0 = -1 where the grid's edge leaves it none.
+fn forward_block(wid: vec3<u32>, nwg: vec3<u32>, lid: vec3<u32>) -> vec4<i32> {
+  let t = tile_of(wid, nwg);
+  let col = t.z * i32(WG_X) + i32(lid.x);
+  let o0 = (t.y * i32(WG_Y) + i32(lid.y)) * i32(TM);
+  if (col >= p.cols || o0 >= p.o) { return vec4<i32>(0, 0, 0, -1); }
+  let row = col / p.q_tiles;
+  return vec4<i32>(row / p.oh, row % p.oh, (col % p.q_tiles) * i32(TN), o0);
+}
+
 // Forward epilogue: the block's outputs that exist, plus the bias where there is one.
 fn store_outputs(n: i32, o0: i32, oh: i32, ow0: i32, acc: ptr<function, array<f32, 128>>) {
   for (var i = 0u; i < TM; i++) {
@@ -87,15 +98,12 @@ fn store_outputs(n: i32, o0: i32, oh: i32, ow0: i32, acc: ptr<function, array<f3
 fn forward(@builtin(workgroup_id) wid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_id) lid: vec3<u32>) {
-  let t = tile_of(wid, nwg);
-  let col = t.z * i32(WG_X) + i32(lid.x);
-  let o0 = (t.y * i32(WG_Y) + i32(lid.y)) * i32(TM);
-  if (col >= p.cols || o0 >= p.o) { return; }
-  let q = col % p.q_tiles;
-  let row = col / p.q_tiles;
-  let oh = row % p.oh;
-  let n = row / p.oh;
-  let ow0 = q * i32(TN);
+  let b = forward_block(wid, nwg, lid);
+  if (b.w < 0) { return; }
+  let n = b.x;
+  let oh = b.y;
+  let ow0 = b.z;
+  let o0 = b.w;
   let khw = p.kh * p.kw;
   let hw = p.h * p.w;
   var wrow: array<i32, MAX_TM>;
@@ -162,15 +170,12 @@ fn rows_tap(kw: u32, wb: i32, xs: ptr<function, array<f32, MAX_SEG>>,
 fn forward_rows(@builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_id) lid: vec3<u32>) {
-  let t = tile_of(wid, nwg);
-  let col = t.z * i32(WG_X) + i32(lid.x);
-  let o0 = (t.y * i32(WG_Y) + i32(lid.y)) * i32(TM);
-  if (col >= p.cols || o0 >= p.o) { return; }
-  let q = col % p.q_tiles;
-  let row = col / p.q_tiles;
-  let oh = row % p.oh;
-  let n = row / p.oh;
-  let ow0 = q * i32(TN);
+  let b = forward_block(wid, nwg, lid);
+  if (b.w < 0) { return; }
+  let n = b.x;
+  let oh = b.y;
+  let ow0 = b.z;
+  let o0 = b.w;
   let hw = p.h * p.w;
   let seg = (TN - 1u) * SW_ROW + KW_ROW;
   // Columns of the segment: clamped offsets, and whether each lies inside the image.

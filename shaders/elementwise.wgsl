@@ -149,14 +149,18 @@ fn unary_main(@builtin(workgroup_id) wid: vec3<u32>,
 @group(0) @binding(5) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> out4: array<vec4<f32>>;
 
+// This thread's run of vec4s, [first, end), within ceil(n / 4).
+fn vec4_run(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec2<u32> {
+  let i0 = linear_index(wid, nwg, lid);
+  return vec2<u32>(i0, min(i0 + VPT, (params.n + 3u) / 4u));
+}
+
 @compute @workgroup_size(WG)
 fn binary_vec4(@builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-  let i0 = linear_index(wid, nwg, lid);
-  let n4 = (params.n + 3u) / 4u;
-  let i1 = min(i0 + VPT, n4);
-  for (var i = i0; i < i1; i++) {
+  let r = vec4_run(wid, nwg, lid);
+  for (var i = r.x; i < r.y; i++) {
     let x = a4[i];
     let y = b4[i];
     out4[i] = vec4<f32>(binary(x.x, y.x), binary(x.y, y.y), binary(x.z, y.z),
@@ -168,10 +172,8 @@ fn binary_vec4(@builtin(workgroup_id) wid: vec3<u32>,
 fn unary_vec4(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-  let i0 = linear_index(wid, nwg, lid);
-  let n4 = (params.n + 3u) / 4u;
-  let i1 = min(i0 + VPT, n4);
-  for (var i = i0; i < i1; i++) {
+  let r = vec4_run(wid, nwg, lid);
+  for (var i = r.x; i < r.y; i++) {
     let x = a4[i];
     out4[i] = vec4<f32>(unary(x.x), unary(x.y), unary(x.z), unary(x.w));
   }

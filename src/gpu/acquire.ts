@@ -11,6 +11,14 @@ const RAISED_LIMITS = [
   'maxStorageBuffersPerShaderStage', 'maxComputeWorkgroupsPerDimension',
 ] as const;
 
+/**
+ * Whether an adapter is a CPU Vulkan driver (Mesa's lavapipe/llvmpipe, SwiftShader), where
+ * register tiles and runs per thread beat workgroup memory; GPUs want the opposite.
+ */
+export function isCpuAdapter(adapterInfo: string): boolean {
+  return /llvmpipe|lavapipe|swiftshader/i.test(adapterInfo);
+}
+
 export interface AcquireOptions {
   powerPreference?: GPUPowerPreference;
   /** Text appended to the error when no adapter is found (what to install). */

@@ -1,6 +1,7 @@
 // 2-D convolution in NCHW (shaders/conv2d.wgsl): forward, input and weight gradients as
 // register-tiled implicit GEMMs, and the backward rule that ties them together.
 
+import { isCpuAdapter } from '../gpu/acquire.js';
 import { registerGrad } from '../graph/autodiff.js';
 import { Tensor, shapeStr } from '../graph/tensor.js';
 import { sum } from './reduce.js';
@@ -62,8 +63,6 @@ export const CONV_GPU_TILING: ConvTiling = { TM: 4, TN: 4, WG_X: 16, WG_Y: 8 };
 export const CONV_SHARED_TILING: ConvTiling = { TM: 4, TN: 4, WG_X: 16, WG_Y: 8, BK: 16,
   forward: 'shared' };
 
-const isCpuAdapter = (info: string) => /llvmpipe|lavapipe|swiftshader/i.test(info);
-
 export function defaultConvTiling(adapterInfo: string): ConvTiling {
   return isCpuAdapter(adapterInfo) ? CONV_CPU_TILING : CONV_GPU_TILING;
 }
@@ -81,16 +80,18 @@ export function defaultConvForward(adapterInfo: string, outChannels: number): Co
 /** The key of a convolution shape and pass in the engine's tuned choices. */
 export function convTuneKey(pass: ConvPass, xShape: readonly number[], wShape: readonly number[],
   opts: Pick<Conv2dOptions, 'stride' | 'padding' | 'dilation'>): string {
-  const g = geometry('conv2d', xShape, wShape, opts);
-  return `conv2d.${pass} x${xShape.join('x')} w${wShape.join('x')} s${g.stride} p${g.padding} ` +
-    `d${g.dilation}`;
+  return tuneKeyOf(pass, geometry('conv2d', xShape, wShape, opts));
+}
+
+function tuneKeyOf(pass: ConvPass, g: Geometry): string {
+  return `conv2d.${pass} x${[g.N, g.C, g.H, g.W].join('x')} w${[g.O, g.C, g.KH, g.KW].join('x')} ` +
+    `s${g.stride} p${g.padding} d${g.dilation}`;
 }
 
 /** The forced tiling, else this shape's tuned one, else the adapter's default. */
 function resolveTiling(engine: Tensor['engine'], pass: ConvPass, g: Geometry,
   forced: ConvTiling | undefined): ConvTiling {
-  const tiling = forced ?? (engine.gpu.tuned.get(convTuneKey(pass, [g.N, g.C, g.H, g.W],
-    [g.O, g.C, g.KH, g.KW], g)) as ConvTiling | undefined) ??
+  const tiling = forced ?? (engine.gpu.tuned.get(tuneKeyOf(pass, g)) as ConvTiling | undefined) ??
     defaultConvTiling(engine.gpu.adapterInfo);
   checkTiling(tiling);
   return tiling;
@@ -395,7 +396,7 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: readonly num
   const ref = fitted(CONV_CPU_TILING, g.O, taps, true);
   const invocations = Math.ceil(taps / ref.TN) * Math.ceil(g.O / ref.TM);
   const rowsAll = g.N * g.OH;
-  const target = /llvmpipe|lavapipe|swiftshader/i.test(x.engine.gpu.adapterInfo)
+  const target = isCpuAdapter(x.engine.gpu.adapterInfo)
     ? WEIGHT_GRAD_TARGET_CPU : WEIGHT_GRAD_TARGET_GPU;
   const wanted = Math.min(rowsAll, Math.max(1, Math.ceil(target / invocations)));
   const rowsPerChunk = Math.ceil(rowsAll / wanted);

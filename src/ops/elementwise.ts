@@ -1,5 +1,6 @@
 // Elementwise ops with NumPy broadcasting, forward and backward (shaders/elementwise.wgsl).
 
+import { isCpuAdapter } from '../gpu/acquire.js';
 import { registerGrad, setGradHelpers } from '../graph/autodiff.js';
 import type { Engine } from '../graph/engine.js';
 import type { Tensor } from '../graph/tensor.js';
@@ -22,7 +23,7 @@ export const ELEMENTWISE_CPU_TILING: ElementwiseTiling = { WG: 64, VPT: 16 };
 export const ELEMENTWISE_GPU_TILING: ElementwiseTiling = { WG: 256, VPT: 1 };
 
 export function defaultElementwiseTiling(adapterInfo: string): ElementwiseTiling {
-  return /llvmpipe|lavapipe|swiftshader/i.test(adapterInfo) ? ELEMENTWISE_CPU_TILING
+  return isCpuAdapter(adapterInfo) ? ELEMENTWISE_CPU_TILING
     : ELEMENTWISE_GPU_TILING;
 }
 

@@ -1,5 +1,6 @@
 // Batched matrix product with transposes and a fused bias + relu epilogue (shaders/matmul.wgsl).
 
+import { isCpuAdapter } from '../gpu/acquire.js';
 import type { GpuContext } from '../gpu/context.js';
 import { registerGrad } from '../graph/autodiff.js';
 import { Tensor, shapeStr } from '../graph/tensor.js';
@@ -31,7 +32,7 @@ export const SHARED_TILING: MatmulTiling = { variant: 'shared', TM: 4, TN: 4, WG
 
 /** CPU Vulkan drivers (lavapipe's llvmpipe, SwiftShader) get register tiles; GPUs shared ones. */
 export function defaultMatmulTiling(adapterInfo: string): MatmulTiling {
-  return /llvmpipe|lavapipe|swiftshader/i.test(adapterInfo) ? REGISTER_TILING : SHARED_TILING;
+  return isCpuAdapter(adapterInfo) ? REGISTER_TILING : SHARED_TILING;
 }
 
 /** The tiling timed fastest on this adapter (tuneMatmul), else the adapter-kind default. */

@@ -3,6 +3,7 @@
 // say enough. Each candidate runs the same product a few times; the fastest median wins
 // and is kept on the context (and, in Node, cached on disk per adapter by node.ts).
 
+import { isCpuAdapter } from '../gpu/acquire.js';
 import type { Engine } from '../graph/engine.js';
 import { debug } from '../gpu/debug.js';
 import type { Tensor } from '../graph/tensor.js';
@@ -98,7 +99,7 @@ export const CONV_CANDIDATES: Readonly<Record<ConvPass, readonly ConvTiling[]>> 
  * on CPU drivers, the workgroup-memory forward (barriers are what lavapipe runs slowest).
  */
 export function convCandidates(engine: Engine, pass: ConvPass): readonly ConvTiling[] {
-  const cpu = /llvmpipe|lavapipe|swiftshader/i.test(engine.gpu.adapterInfo);
+  const cpu = isCpuAdapter(engine.gpu.adapterInfo);
   return CONV_CANDIDATES[pass].filter((t) => !(cpu && t.forward === 'shared'));
 }
 
