@@ -4,13 +4,15 @@
 import { existsSync } from 'node:fs';
 import { applyTuning } from './tune-node.js';
 import { create, globals } from 'webgpu';
-import { acquireDevice } from './gpu/acquire.js';
+import { acquireDevice, isCpuAdapter } from './gpu/acquire.js';
+import { installQuietWaits, type QuietWaitOptions } from './gpu/quiet-wait.js';
 import { GpuContext } from './gpu/context.js';
 import { nodeShaderLoader } from './gpu/node-shaders.js';
 import { Engine } from './graph/engine.js';
 
 export * from './index.js';
 export { nodeShaderLoader, shaderDir } from './gpu/node-shaders.js';
+export { installQuietWaits, quietWaitsActive, type QuietWaitOptions } from './gpu/quiet-wait.js';
 export { loadFashionMnist, DEFAULT_FASHION_MNIST_DIR } from './data/fashion-node.js';
 export { saveCheckpoint, loadCheckpoint, findLatestCheckpoint, writeFileAtomic }
   from './io/checkpoint-node.js';
@@ -32,6 +34,13 @@ export interface NodeEngineOptions {
    * $XDG_CACHE_HOME/swavgpu (or ~/.cache/swavgpu) per adapter, so each is timed once.
    */
   tune?: boolean;
+  /**
+   * Keep the main thread from spinning while it waits for the device (src/gpu/quiet-wait.ts):
+   * Dawn's polls go to 1 ms timers once a wait has lasted a quarter of a millisecond. Default:
+   * on for CPU drivers (lavapipe, SwiftShader), whose threads need the core a spinning wait
+   * takes; off for GPUs. Options tune the pacing.
+   */
+  quietWaits?: boolean | QuietWaitOptions;
   /** Dawn toggles, passed to create(): e.g. ['enable-dawn-features=...']. */
   dawnFlags?: string[];
   onLost?: (message: string) => void;
@@ -71,7 +80,16 @@ export async function createEngine(opts: NodeEngineOptions = {}): Promise<Engine
     device, adapterInfo: info, loadShader: nodeShaderLoader(undefined, opts.shaders ?? {}),
     onLost: opts.onLost,
   });
-  const engine = new Engine(ctx, gpu);
-  if (opts.tune) await applyTuning(engine);
+  const quiet = opts.quietWaits ?? isCpuAdapter(info);
+  const release = quiet ? installQuietWaits(quiet === true ? {} : quiet) : undefined;
+  const engine = new Engine(ctx, gpu, release);
+  if (opts.tune) {
+    try {
+      await applyTuning(engine);
+    } catch (e) {
+      await engine.dispose();
+      throw e;
+    }
+  }
   return engine;
 }

@@ -49,10 +49,16 @@ export class Engine {
   lastRun: RunStats = { nodes: 0, dispatches: 0, allocations: 0, ms: 0 };
   private keepAlive: unknown;
 
-  /** `keepAlive` holds objects that must outlive the device (Dawn's GPU object in Node). */
-  constructor(gpu: GpuContext, keepAlive?: unknown) {
+  private onDispose: (() => void) | undefined;
+
+  /**
+   * `keepAlive` holds objects that must outlive the device (Dawn's GPU object in Node);
+   * `onDispose` runs once the engine is disposed (Node: releases its quiet waits).
+   */
+  constructor(gpu: GpuContext, keepAlive?: unknown, onDispose?: () => void) {
     this.gpu = gpu;
     this.keepAlive = keepAlive;
+    this.onDispose = onDispose;
   }
 
   get limits(): GPUSupportedLimits {
@@ -442,5 +448,8 @@ export class Engine {
     if (!this.gpu.lost) await this.gpu.idle();
     if (!this.gpu.lost) this.gpu.destroy();
     this.keepAlive = undefined;
+    const done = this.onDispose;
+    this.onDispose = undefined;
+    done?.();
   }
 }

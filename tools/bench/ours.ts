@@ -3,7 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { createEngine, grad, tuneConvolutions, type Engine, type Node, type Tensor }
+import { createEngine, grad, quietWaitsActive, tuneConvolutions, type Engine, type Node, type Tensor }
   from '../../src/node.js';
 import { loadFashionMnist } from '../../src/data/fashion-node.js';
 import type { ImageDataset } from '../../src/data/dataset.js';
@@ -329,7 +329,8 @@ export async function createOurs(): Promise<Backend> {
   const engine = await createEngine({ tune: true });
   return {
     info: () => ({ contestant: 'ours', adapter: engine.gpu.adapterInfo,
-      version: `swavgpu ${packageVersion()}` }),
+      version: `swavgpu ${packageVersion()}` +
+        (quietWaitsActive() ? ', quiet waits (no spinning while the device works)' : '') }),
     shapes: () => listShapes(engine, benchConfig),
     async prepare(spec) {
       if (spec.kind === 'swav-step') return prepareStep(engine, spec);

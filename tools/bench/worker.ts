@@ -23,10 +23,6 @@ export interface Backend {
   shapes?(): Promise<ShapesReply>;
 }
 
-/**
- * CPU nanoseconds of every thread but the main one: lavapipe's workers do the kernels while
- * the main thread records and spins in Dawn's waits. Linux only; 0 elsewhere.
- */
 export function summarise(values: ArrayLike<number>): [number, number] {
   let sum = 0;
   let sq = 0;
@@ -37,6 +33,11 @@ export function summarise(values: ArrayLike<number>): [number, number] {
   return [sum, sq];
 }
 
+/**
+ * CPU nanoseconds of every thread but the main one: lavapipe's workers do the kernels while
+ * the main thread records and waits (a peer's main thread spins in Dawn's
+ * polls; ours sleeps, see src/gpu/quiet-wait.ts). Linux only; 0 elsewhere.
+ */
 export function workerCpuNs(): number {
   let ns = 0;
   let tasks: string[];
