@@ -23,7 +23,14 @@ interface AdapterTuning {
   matmul?: MatmulTiling;
   /** Chosen tilings by convTuneKey (pass and shape). */
   conv2d?: Record<string, ConvTiling>;
+  /**
+   * The candidate set the conv2d choices were picked from (CONV_CANDIDATES as JSON): choices
+   * from another set are timed again, so that a candidate added later gets its chance.
+   */
+  conv2dCandidates?: string;
 }
+
+const CONV_SET = JSON.stringify(CONV_CANDIDATES);
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -45,7 +52,8 @@ function readTuningCache(): Record<string, AdapterTuning> {
   for (const [adapter, t] of Object.entries(parsed)) {
     if (!isRecord(t)) continue;
     out[adapter] = { matmul: t.matmul as MatmulTiling | undefined,
-      conv2d: isRecord(t.conv2d) ? t.conv2d as Record<string, ConvTiling> : undefined };
+      conv2d: isRecord(t.conv2d) ? t.conv2d as Record<string, ConvTiling> : undefined,
+      conv2dCandidates: typeof t.conv2dCandidates === 'string' ? t.conv2dCandidates : undefined };
   }
   return out;
 }
@@ -77,7 +85,8 @@ export async function applyTuning(engine: Engine): Promise<void> {
   // Only exact candidates are taken: a hand-edited or stale entry is timed again.
   const valid = (t: ConvTiling) => Object.values(CONV_CANDIDATES).some((list) =>
     list.some((c) => same(c, t)));
-  for (const [k, t] of Object.entries(cached?.conv2d ?? {})) {
+  const current = cached?.conv2dCandidates === CONV_SET;
+  for (const [k, t] of Object.entries(current ? cached?.conv2d ?? {} : {})) {
     if (valid(t)) engine.gpu.tuned.set(k, t);
   }
   const known = cached?.matmul;
@@ -104,7 +113,9 @@ export async function tuneConvolutions(engine: Engine, shapes: readonly ConvShap
   Promise<ConvolutionTuning> {
   const timed = await tuneConv2d(engine, shapes);
   if (!timed.length) return { timed, savedTo: null };
+  // Choices from an older candidate set are dropped, not merged.
   const saved = await updateTuningCache(engine.gpu.adapterInfo, (t) => ({ ...t, conv2d: {
-    ...t.conv2d, ...Object.fromEntries(timed.map((r) => [r.key, r.choice])) } }));
+    ...(t.conv2dCandidates === CONV_SET ? t.conv2d : {}),
+    ...Object.fromEntries(timed.map((r) => [r.key, r.choice])) }, conv2dCandidates: CONV_SET }));
   return { timed, savedTo: saved ? tuningCachePath() : null };
 }

@@ -2,10 +2,11 @@
 // register-tiled implicit GEMMs, and the backward rule that ties them together.
 
 import { isCpuAdapter } from '../gpu/acquire.js';
+import type { BufferRange } from '../gpu/context.js';
 import { registerGrad } from '../graph/autodiff.js';
 import { Tensor, shapeStr } from '../graph/tensor.js';
 import { sum } from './reduce.js';
-import { checkTensor, fail, groups } from './util.js';
+import { checkTensor, fail, groups, vectorRange } from './util.js';
 
 export interface Conv2dOptions {
   /** Step between output pixels, a number or [h, w]; default 1. */
@@ -40,6 +41,13 @@ export interface ConvTiling {
   forward?: ConvForwardKernel;
   /** forward 'shared': depth of the slices staged in workgroup memory; default 16. */
   BK?: number;
+  /**
+   * forward 'rows': store outputs as whole vectors of VEC (1, 2 or 4; default 1), in row
+   * blocks of a multiple of VEC pixels, where the output width is a multiple of VEC (else of
+   * 2, else one at a time). On lavapipe every store is a loop over the SIMD lanes, so a vec4
+   * store writes four floats for about the price of one.
+   */
+  VEC?: 1 | 2 | 4;
 }
 
 /**
@@ -164,6 +172,13 @@ function checkTiling(t: ConvTiling): void {
     fail('conv2d', `tiling.forward must be 'generic', 'rows' or 'shared', got ` +
       JSON.stringify(t.forward));
   }
+  if (t.VEC !== undefined && ![1, 2, 4].includes(t.VEC)) {
+    fail('conv2d', `tiling.VEC must be 1, 2 or 4, got ${JSON.stringify(t.VEC)}`);
+  }
+  if ((t.VEC ?? 1) > 1 && t.forward !== 'rows') {
+    fail('conv2d', `tiling.VEC (${t.VEC}) applies to forward 'rows' only, got forward ` +
+      JSON.stringify(t.forward ?? 'by default'));
+  }
   if (t.BK !== undefined && (!Number.isInteger(t.BK) || t.BK < 1 || t.BK > 64)) {
     fail('conv2d', `tiling.BK must be an integer in 1..64, got ${t.BK}`);
   }
@@ -251,6 +266,10 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
   // weights of a tap as whole vec4s.
   let t = fitted(tiling, g.O, g.OW, rows);
   if (rows) t = { ...t, TM: Math.min(16, Math.ceil(t.TM / 4) * 4) };
+  // Whole-vector stores: the widest of VEC, 2 that divides the output width, with blocks of
+  // a multiple of it (7 + 7 pixels of a 14-wide row become 8 + 6 at vec2).
+  const vec = !rows ? 1 : [4, 2].find((v) => v <= (tiling.VEC ?? 1) && g.OW % v === 0) ?? 1;
+  if (vec > 1) t = { ...t, TN: Math.min(8, Math.ceil(t.TN / vec) * vec) };
   const qTiles = Math.ceil(g.OW / t.TN);
   const cols = g.N * g.OH * qTiles;
   const tilesX = Math.ceil(cols / t.WG_X);
@@ -277,10 +296,13 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
         bindings: { w: ctx.input(1), out: wt }, uniforms: params(g, { ...grid, total }),
         workgroups: groups(total, SUM_WG),
       });
+      const { out, ...read } = bindings;
+      const outv = vec === 1 ? null : vectorRange(out, vec as 2 | 4);
+      const stored: Record<string, BufferRange> = outv ? { [`out${vec}`]: outv } : { out };
       ctx.dispatch({
-        shader: 'conv2d', entry: 'forward_rows',
+        shader: 'conv2d', entry: outv ? `forward_rows${vec}` : 'forward_rows',
         overrides: { ...overridesOf(t), KW_ROW: g.KW, SW_ROW: g.stride[1] },
-        bindings: { ...bindings, wt }, uniforms: params(g, grid),
+        bindings: { ...read, ...stored, wt }, uniforms: params(g, grid),
         workgroups: tilesX * tilesY,
       });
     },

@@ -7,6 +7,7 @@ import type { Tensor } from '../graph/tensor.js';
 import type { BufferRange } from '../gpu/context.js';
 import { sumToShape } from './reduce.js';
 import { broadcastShapes, broadcastStrides, checkFinite, checkTensor, collapseDims, fail,
+  vectorRange,
   groups } from './util.js';
 
 /**
@@ -64,16 +65,6 @@ export const UNARY = {
 type BinaryName = keyof typeof BINARY;
 type UnaryName = keyof typeof UNARY;
 
-/**
- * A tensor's range widened to whole vec4s for the *_vec4 entries, or null where its buffer
- * has no room for that (every pool buffer has: sizes are rounded to 256 bytes).
- */
-function vec4Range(r: BufferRange): BufferRange | null {
-  const offset = r.offset ?? 0;
-  const size = Math.ceil((r.size ?? r.buffer.size - offset) / 16) * 16;
-  return offset % 16 === 0 && offset + size <= r.buffer.size ? { ...r, size } : null;
-}
-
 function binaryOp(name: BinaryName, a: Tensor, b: Tensor, alpha = 0, beta = 0): Tensor {
   checkTensor(name, 'a', a);
   checkTensor(name, 'b', b);
@@ -90,7 +81,8 @@ function binaryOp(name: BinaryName, a: Tensor, b: Tensor, alpha = 0, beta = 0): 
     encode: (ctx) => {
       const uniforms = { n, shape: c.shape, a_strides: c.strides[0], b_strides: c.strides[1],
         alpha, beta };
-      const [a4, b4, out4] = [ctx.input(0), ctx.input(1), ctx.output(0)].map(vec4Range);
+      const [a4, b4, out4] = [ctx.input(0), ctx.input(1), ctx.output(0)]
+        .map((r) => vectorRange(r, 4));
       if (contiguous && a4 && b4 && out4) {
         const V = Math.max(1, VPT >> 2);
         ctx.dispatch({
@@ -120,7 +112,7 @@ function unaryOp(name: UnaryName | 'scale' | 'addScalar', op: number, a: Tensor,
     encode: (ctx) => {
       const uniforms = { n, shape: [1, 1, 1, n], a_strides: [0, 0, 0, 1],
         b_strides: [0, 0, 0, 0], alpha, beta };
-      const [a4, out4] = [ctx.input(0), ctx.output(0)].map(vec4Range);
+      const [a4, out4] = [ctx.input(0), ctx.output(0)].map((r) => vectorRange(r, 4));
       if (a4 && out4) {
         const V = Math.max(1, VPT >> 2);
         ctx.dispatch({

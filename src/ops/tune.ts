@@ -86,6 +86,7 @@ export const CONV_CANDIDATES: Readonly<Record<ConvPass, readonly ConvTiling[]>> 
   forward: [
     { ...CONV_CPU_TILING, forward: 'generic' },
     { ...CONV_CPU_TILING, forward: 'rows' },
+    { ...CONV_CPU_TILING, forward: 'rows', VEC: 4 },
     { ...CONV_GPU_TILING, forward: 'generic' },
     { ...CONV_GPU_TILING, forward: 'rows' },
     CONV_SHARED_TILING,

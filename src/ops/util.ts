@@ -3,6 +3,7 @@
 
 import { OpArgumentError, NotSupportedError } from '../gpu/errors.js';
 import { Tensor, shapeStr, type Shape } from '../graph/tensor.js';
+import type { BufferRange } from '../gpu/context.js';
 
 export function fail(op: string, message: string): never {
   throw new OpArgumentError(`${op}: ${message}`);
@@ -104,4 +105,16 @@ export function collapseDims(op: string, outShape: Shape, strides: number[][]):
 /** Workgroups for `n` threads of `wg` each (the recorder folds past the limit). */
 export function groups(n: number, wg: number): number {
   return Math.ceil(n / wg);
+}
+
+/**
+ * A tensor's range widened to whole vectors of `lanes` floats, for kernels that bind it as
+ * array<vecN<f32>>, or null where its buffer has no room for that or its offset is not
+ * aligned (every pool buffer has room: sizes are rounded to 256 bytes).
+ */
+export function vectorRange(r: BufferRange, lanes: 2 | 4): BufferRange | null {
+  const bytes = lanes * 4;
+  const offset = r.offset ?? 0;
+  const size = Math.ceil((r.size ?? r.buffer.size - offset) / bytes) * bytes;
+  return offset % bytes === 0 && offset + size <= r.buffer.size ? { ...r, size } : null;
 }

@@ -121,6 +121,62 @@ describe('conv2d with other tilings', () => {
     await checkConv({ name: '3 <- 2, 3x3 stride [1, 2], 2 wide', x: [3, 2, 4, 2], w: [3, 2, 3, 3],
       stride: [1, 2], padding: [1, 1], tiling: { ...rows, TM: 3, TN: 5 } }, 32);
   });
+  // Whole-vector stores: vec4 where the output width is a multiple of 4 (28, 4, 8), vec2 where
+  // it is even (14, 6, 2), one at a time where it is odd (11, 5); blocks of 8 pixels that
+  // overrun the row (28 = 8 + 8 + 8 + 4), prime channel counts, N = 1, bias or none.
+  const vecCases: Case[] = [
+    { ...CASES[9], name: 'MNIST-like 28x28 (vec4, blocks 8 + 8 + 8 + 4)' },
+    { ...CASES[4], name: 'C = 1, O = 13, stride 2: 4 wide (vec4, one block)' },
+    { name: 'N = 1, 7 <- 5, 14 wide (vec2)', x: [1, 5, 6, 14], w: [7, 5, 3, 3],
+      padding: [1, 1], bias: true },
+    { name: '3 <- 2, stride 2: 6 wide (vec2), 1x1 kernel', x: [3, 2, 5, 12], w: [3, 2, 1, 1],
+      stride: [2, 2] },
+    { name: '17 <- 3, 2 wide (vec2)', x: [2, 3, 3, 2], w: [17, 3, 3, 3], padding: [1, 1],
+      bias: true },
+    { name: '5 <- 3, 8 wide, stride [1, 2] (vec4)', x: [2, 3, 7, 16], w: [5, 3, 3, 2],
+      stride: [1, 2], padding: [1, 0] },
+    { ...CASES[0], name: '3x3 pad 1 with bias: 11 wide (one at a time)' },
+    { ...CASES[7], name: '17 <- 19, stride 2: 5 wide (one at a time)' },
+  ];
+  for (const [k, c] of vecCases.entries()) {
+    it(`rows forward with vector stores: ${c.name}`, async () => {
+      await checkConv({ ...c, tiling: { ...rows, VEC: 4 } }, 91 + k);
+      await checkConv({ ...c, tiling: { ...CONV_GPU_TILING, forward: 'rows', VEC: 2 } }, 101 + k);
+    });
+  }
+  it('vector stores run the vec4 and vec2 kernels where the width allows', async () => {
+    const e = engine();
+    const entries = async (x: number[], w: number[], o: Parameters<typeof conv2d>[3]) => {
+      const seen: string[] = [];
+      const original = e.gpu.recorder.bind(e.gpu);
+      e.gpu.recorder = (label: string) => {
+        const rec = original(label);
+        const dispatch = rec.dispatch.bind(rec);
+        rec.dispatch = (spec) => {
+          seen.push(spec.entry ?? 'main');
+          return dispatch(spec);
+        };
+        return rec;
+      };
+      try {
+        const y = conv2d(e.zeros(x), e.zeros(w), null, o);
+        await y.read();
+        y.dispose();
+      } finally {
+        e.gpu.recorder = original;
+      }
+      return seen;
+    };
+    const vec4 = { padding: 1, tiling: { ...rows, VEC: 4 as const } };
+    expect(await entries([1, 1, 4, 28], [8, 1, 3, 3], vec4)).toEqual(['pack_weights',
+      'forward_rows4']);
+    expect(await entries([1, 1, 4, 14], [8, 1, 3, 3], vec4)).toEqual(['pack_weights',
+      'forward_rows2']);
+    expect(await entries([1, 1, 4, 13], [8, 1, 3, 3], vec4)).toEqual(['pack_weights',
+      'forward_rows']);
+    expect(await entries([1, 1, 4, 28], [8, 1, 3, 3], { ...vec4, tiling: { ...rows, VEC: 2 } }))
+      .toEqual(['pack_weights', 'forward_rows2']);
+  });
   it('rows forward runs where it serves and falls back where it cannot', async () => {
     const e = engine();
     const dispatches = async (x: number[], w: number[], o: Parameters<typeof conv2d>[3]) => {
@@ -154,9 +210,12 @@ describe('conv2d with other tilings', () => {
         { ...CONV_CPU_TILING, forward: 'generic' }, { ...CONV_CPU_TILING, forward: 'rows' },
         { ...CONV_GPU_TILING, forward: 'generic' }, { ...CONV_GPU_TILING, forward: 'rows' },
         { TM: 3, TN: 5, WG_X: 4, WG_Y: 2, forward: 'rows' }, CONV_SHARED_TILING,
+        { ...CONV_CPU_TILING, forward: 'rows', VEC: 4 },
+        { TM: 3, TN: 5, WG_X: 4, WG_Y: 2, forward: 'rows', VEC: 2 },
         { TM: 3, TN: 2, WG_X: 4, WG_Y: 3, BK: 5, forward: 'shared' },
       ];
-      for (const c of [CASES[0], CASES[4], CASES[7], { ...CASES[1], stride: [2, 2] as Pair }]) {
+      for (const c of [CASES[0], CASES[4], CASES[7], { ...CASES[1], stride: [2, 2] as Pair },
+        CASES[9]]) {
         const opts = { stride: c.stride, padding: c.padding, dilation: c.dilation };
         const x = e.tensor(Float32Array.from(randomInput(c.x, 61).data), c.x);
         const w = e.tensor(Float32Array.from(randomInput(c.w, 62).data), c.w);
@@ -193,6 +252,13 @@ describe('conv2d dispatch past 65535 workgroups', () => {
       expect(260 * 260).toBeGreaterThan(65_535);
       await checkConv({ name: 'one pixel per workgroup', x: [1, 1, 260, 260], w: [2, 1, 1, 1],
         bias: true, tiling }, 7);
+    });
+  it('the vec4-storing rows forward, one 4-pixel block per workgroup: 67 600 workgroups',
+    async () => {
+      // 1040 rows of 65 blocks (260 / 4) of 1 channel; the gradients run on 1 x 1 blocks.
+      const tiling: ConvTiling = { TM: 1, TN: 1, WG_X: 1, WG_Y: 1, forward: 'rows', VEC: 4 };
+      await checkConv({ name: 'one vec4 block per workgroup', x: [1, 1, 1040, 260],
+        w: [2, 1, 1, 1], bias: true, tiling }, 8);
     });
 });
 
@@ -237,6 +303,11 @@ describe('conv2d argument checks', () => {
     bad(tiled({ forward: 'shared', BK: 0 }), /conv2d: tiling.BK must be an integer in 1..64/);
     bad(tiled({ forward: 'shared', BK: 64, TM: 16, TN: 8, WG_X: 16, WG_Y: 8 }),
       /conv2d: tiling for forward 'shared' stages 65536 bytes of workgroup memory, past 16384/);
+    bad(tiled({ forward: 'rows', VEC: 3 as 4 }), /conv2d: tiling.VEC must be 1, 2 or 4, got 3/);
+    bad(tiled({ forward: 'generic', VEC: 4 }),
+      /conv2d: tiling.VEC \(4\) applies to forward 'rows' only, got forward "generic"/);
+    bad(tiled({ VEC: 2 }),
+      /conv2d: tiling.VEC \(2\) applies to forward 'rows' only, got forward "by default"/);
     // The gradient ops check dy against the output shape the geometry gives.
     bad(() => conv2dBackwardInput(e.zeros([2, 4, 6, 7]), w, [2, 3, 8, 8]),
       /conv2dBackwardInput: dy must have the output shape \[2, 4, 6, 6\], got .*\[2, 4, 6, 7\]/);

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tuneConvolutions } from '../../src/node.js';
 import { applyTuning, tuningCachePath } from '../../src/tune-node.js';
 import { convTuneKey, CONV_CPU_TILING } from '../../src/ops/conv.js';
+import { CONV_CANDIDATES } from '../../src/ops/tune.js';
 import { useEngine } from '../helpers/gpu.js';
 
 const engine = useEngine();
@@ -69,10 +70,34 @@ describe('tuning cache', () => {
     expect(cache[adapter].conv2d).toBeUndefined();
     cache[adapter].conv2d = { [key]: { ...CONV_CPU_TILING, TM: 99 },
       [`${key} other`]: { ...CONV_CPU_TILING, forward: 'bogus' } };
+    cache[adapter].conv2dCandidates = JSON.stringify(CONV_CANDIDATES);
     writeFileSync(file(), JSON.stringify(cache));
     e.gpu.tuned.clear();
     await applyTuning(e);
     expect([...e.gpu.tuned.keys()]).toEqual(['matmul']);
+  });
+
+  it('times again the choices made from another candidate set, and drops them', async () => {
+    const e = engine();
+    const adapter = e.gpu.adapterInfo;
+    e.gpu.tuned.clear();
+    await applyTuning(e);
+    await tuneConvolutions(e, [shape]);
+    const cache = readCache();
+    expect(cache[adapter].conv2dCandidates).toBe(JSON.stringify(CONV_CANDIDATES));
+    // As a cache written before a candidate was added: same choices, another set.
+    cache[adapter].conv2dCandidates = '[]';
+    cache[adapter].conv2d[`${key} gone`] = CONV_CANDIDATES.forward[0];
+    writeFileSync(file(), JSON.stringify(cache));
+    e.gpu.tuned.clear();
+    await applyTuning(e);
+    expect([...e.gpu.tuned.keys()]).toEqual(['matmul']);
+    const { timed } = await tuneConvolutions(e, [shape]);
+    expect(timed).toHaveLength(3);
+    const after = readCache()[adapter];
+    expect(after.conv2dCandidates).toBe(JSON.stringify(CONV_CANDIDATES));
+    expect(Object.keys(after.conv2d)).not.toContain(`${key} gone`);
+    expect(Object.keys(after.conv2d)).toHaveLength(3);
   });
 
   it('replaces a file of valid JSON that is no object of adapters', async () => {
