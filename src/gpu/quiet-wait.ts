@@ -59,7 +59,11 @@ function isDawnPoll(fn: unknown): boolean {
  * polls stay quiet while any install is unreleased). The pacing of the latest install wins.
  */
 export function installQuietWaits(opts: QuietWaitOptions = {}): () => void {
-  const pace = { spinMs: 0.2, napMs: 0.02, napUntilMs: 3, pollMs: 1, ...opts };
+  const pace = { spinMs: 0.2, napMs: 0.02, napUntilMs: 3, pollMs: 1 };
+  for (const k of Object.keys(pace) as (keyof typeof pace)[]) {
+    const v = opts[k];
+    if (v !== undefined) pace[k] = v;
+  }
   for (const [k, v] of Object.entries(pace)) {
     if (typeof v !== 'number' || !(v >= 0)) {
       throw new RangeError(`installQuietWaits: ${k} must be a number >= 0, got ${String(v)}`);

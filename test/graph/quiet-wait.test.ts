@@ -105,6 +105,10 @@ describe('installQuietWaits', () => {
   it('refuses pacing that is not a number >= 0', () => {
     expect(() => installQuietWaits({ napMs: -1 })).toThrow(/napMs must be a number >= 0, got -1/);
     expect(() => installQuietWaits({ pollMs: Number.NaN })).toThrow(/pollMs/);
+    expect(() => installQuietWaits({ spinMs: '1' as unknown as number }))
+      .toThrow(/spinMs must be a number >= 0, got 1/);
+    // Left out or undefined: the default.
+    installQuietWaits({ spinMs: undefined })();
     expect(quietWaitsActive()).toBe(false);
   });
 });
