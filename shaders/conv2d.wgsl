@@ -62,6 +62,8 @@ struct Params {
 // The output as vec4s and vec2s, for the forward_rows variants that store whole vectors.
 @group(0) @binding(8) var<storage, read_write> out4: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read_write> out2: array<vec2<f32>>;
+// The input as vec4s (the same buffer as x), for forward_rows' vector loads.
+@group(0) @binding(10) var<storage, read> x4: array<vec4<f32>>;
 
 // (chunk, row tile, column tile) of a workgroup from its folded linear index.
 fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> vec3<i32> {
@@ -159,6 +161,14 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
 override KW_ROW: u32 = 3;  // forward_rows: kernel width, 1..3
 override SW_ROW: u32 = 1;  // forward_rows: stride along the width, 1 or 2
 const MAX_SEG: u32 = 20;   // (MAX_TN - 1) * 2 + 3 = 17, rounded up
+// forward_rows, vec4 input loads (XV = 1; host: stride 1 along the width, W and TN multiples
+// of 4, padding PW_ROW <= 4): each row segment is read as XV_N whole vec4s, a quarter of the
+// lane loops of one load per float.
+override XV: u32 = 0;
+override PW_ROW: u32 = 0;
+override XV_PAD: u32 = (PW_ROW + 3u) / 4u;  // the window's vec4s left of the first pixel
+override XV_N: u32 = (4u * XV_PAD - PW_ROW + (TN - 1u) * SW_ROW + KW_ROW + 3u) / 4u;
+const MAX_XV: u32 = 5;
 
 // acc[i][j] += wt(tap kw, channel o0 + i) * xs[j * SW_ROW + kw], for one kernel column kw.
 fn rows_tap(kw: u32, wb: i32, xs: ptr<function, array<f32, MAX_SEG>>,
@@ -252,6 +262,10 @@ fn rows_block(b: vec4<i32>, acc: ptr<function, array<f32, 128>>) {
     xoff[s] = clamp(iw, 0, p.w - 1);
   }
   var xs: array<f32, MAX_SEG>;
+  // XV: the segment lies in the window of XV_N vec4s from column ow0 - 4 XV_PAD, at a
+  // constant offset in it; each vec4 is wholly inside the row or wholly outside (W % 4 == 0).
+  let w0 = ow0 - 4 * i32(XV_PAD);
+  var win: array<vec4<f32>, MAX_XV>;
   let xn = n * p.c * hw;
   for (var kh = 0; kh < p.kh; kh++) {
     let ih = oh * p.sh - p.ph + kh * p.dh;
@@ -259,9 +273,21 @@ fn rows_block(b: vec4<i32>, acc: ptr<function, array<f32, 128>>) {
     let xrow = xn + clamp(ih, 0, p.h - 1) * p.w;
     for (var c = 0; c < depth; c++) {
       let xc = xrow + c * hw;
-      for (var s = 0u; s < seg; s++) {
-        // A 1-wide strided kernel reads every SW_ROW-th column only.
-        if (KW_ROW > 1u || s % SW_ROW == 0u) { xs[s] = select(0.0, x[xc + xoff[s]], ok[s]); }
+      if (XV != 0u) {
+        for (var v = 0u; v < XV_N; v++) {
+          let col = w0 + 4 * i32(v);
+          let inside = col >= 0 && col < p.w;
+          win[v] = select(vec4<f32>(0.0), x4[(xc + clamp(col, 0, p.w - 4)) / 4], inside);
+        }
+        for (var s = 0u; s < seg; s++) {
+          let k = 4u * XV_PAD - PW_ROW + s;
+          xs[s] = win[k / 4u][k % 4u];
+        }
+      } else {
+        for (var s = 0u; s < seg; s++) {
+          // A 1-wide strided kernel reads every SW_ROW-th column only.
+          if (KW_ROW > 1u || s % SW_ROW == 0u) { xs[s] = select(0.0, x[xc + xoff[s]], ok[s]); }
+        }
       }
       let wb = (c * p.kh + kh) * i32(KW_ROW) * p.rows4 + o0 / 4;
       rows_tap(0u, wb, &xs, acc);

@@ -45,7 +45,8 @@ export interface ConvTiling {
    * forward 'rows': store outputs as whole vectors of VEC (1, 2 or 4; default 1), in row
    * blocks of a multiple of VEC pixels, where the output width is a multiple of VEC (else of
    * 2, else one at a time). On lavapipe every store is a loop over the SIMD lanes, so a vec4
-   * store writes four floats for about the price of one.
+   * store writes four floats for about the price of one. VEC 4 also reads the input rows as
+   * vec4s where they allow (stride 1 along the width, W a multiple of 4, padding <= 4).
    */
   VEC?: 1 | 2 | 4;
 }
@@ -270,6 +271,10 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
   // a multiple of it (7 + 7 pixels of a 14-wide row become 8 + 6 at vec2).
   const vec = !rows ? 1 : [4, 2].find((v) => v <= (tiling.VEC ?? 1) && g.OW % v === 0) ?? 1;
   if (vec > 1) t = { ...t, TN: Math.min(8, Math.ceil(t.TN / vec) * vec) };
+  // VEC 4 also reads the input as vec4s where every row segment starts a whole vec4 before
+  // (or at) its block: stride 1 along the width, W and TN multiples of 4, padding <= 4.
+  const xv = rows && tiling.VEC === 4 && g.stride[1] === 1 && g.W % 4 === 0 &&
+    t.TN % 4 === 0 && g.padding[1] <= 4;
   const qTiles = Math.ceil(g.OW / t.TN);
   const cols = g.N * g.OH * qTiles;
   const tilesX = Math.ceil(cols / t.WG_X);
@@ -299,10 +304,13 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
       const { out, ...read } = bindings;
       const outv = vec === 1 ? null : vectorRange(out, vec as 2 | 4);
       const stored: Record<string, BufferRange> = outv ? { [`out${vec}`]: outv } : { out };
+      // Whole tensors start at offset 0 of a buffer sized in 256 bytes: x4 is never null.
+      const x4 = vectorRange(bindings.x, 4)!;
       ctx.dispatch({
         shader: 'conv2d', entry: outv ? `forward_rows${vec}` : 'forward_rows',
-        overrides: { ...overridesOf(t), KW_ROW: g.KW, SW_ROW: g.stride[1] },
-        bindings: { ...read, ...stored, wt }, uniforms: params(g, grid),
+        overrides: { ...overridesOf(t), KW_ROW: g.KW, SW_ROW: g.stride[1],
+          XV: Number(xv), PW_ROW: xv ? g.padding[1] : 0 },
+        bindings: { ...read, ...stored, wt, x4 }, uniforms: params(g, grid),
         workgroups: tilesX * tilesY,
       });
     },

@@ -135,6 +135,18 @@ describe('conv2d with other tilings', () => {
       bias: true },
     { name: '5 <- 3, 8 wide, stride [1, 2] (vec4)', x: [2, 3, 7, 16], w: [5, 3, 3, 2],
       stride: [1, 2], padding: [1, 0] },
+    // VEC 4 also loads the input as vec4s where W and the block are multiples of 4 at stride
+    // 1: windows starting left of the image (padding 1 to 4) or at the block (padding 0).
+    { name: '6 <- 3, 1x1, 8 wide, padding 0 (vec4 loads and stores)', x: [2, 3, 5, 8],
+      w: [6, 3, 1, 1], bias: true },
+    { name: '5 <- 2, 3x3, 28 wide, padding [0, 0] (vec4 loads, vec2 stores)',
+      x: [1, 2, 5, 28], w: [5, 2, 3, 3] },
+    { name: '3 <- 2, 3x3, 8 wide, padding [1, 4] (window one vec4 left)', x: [2, 2, 4, 8],
+      w: [3, 2, 3, 3], padding: [1, 4], bias: true },
+    { name: '7 <- 1, 3x3, 12 wide, padding 2', x: [3, 1, 6, 12], w: [7, 1, 3, 3],
+      padding: [2, 2] },
+    { name: '2 <- 3, 3x3, 4 wide (window past both edges)', x: [2, 3, 4, 4], w: [2, 3, 3, 3],
+      padding: [1, 1] },
     { ...CASES[0], name: '3x3 pad 1 with bias: 11 wide (one at a time)' },
     { ...CASES[7], name: '17 <- 19, stride 2: 5 wide (one at a time)' },
   ];
@@ -144,7 +156,7 @@ describe('conv2d with other tilings', () => {
       await checkConv({ ...c, tiling: { ...CONV_GPU_TILING, forward: 'rows', VEC: 2 } }, 101 + k);
     });
   }
-  it('vector stores run the vec4 and vec2 kernels where the width allows', async () => {
+  it('vector stores and loads run where the widths allow', async () => {
     const e = engine();
     const entries = async (x: number[], w: number[], o: Parameters<typeof conv2d>[3]) => {
       const seen: string[] = [];
@@ -153,7 +165,7 @@ describe('conv2d with other tilings', () => {
         const rec = original(label);
         const dispatch = rec.dispatch.bind(rec);
         rec.dispatch = (spec) => {
-          seen.push(spec.entry ?? 'main');
+          seen.push((spec.entry ?? 'main') + (spec.overrides?.XV ? ' + vec4 loads' : ''));
           return dispatch(spec);
         };
         return rec;
@@ -169,13 +181,22 @@ describe('conv2d with other tilings', () => {
     };
     const vec4 = { padding: 1, tiling: { ...rows, VEC: 4 as const } };
     expect(await entries([1, 1, 4, 28], [8, 1, 3, 3], vec4)).toEqual(['pack_weights',
-      'forward_rows4']);
+      'forward_rows4 + vec4 loads']);
+    // 14 wide: vec2 stores, and no vec4 loads (rows of 14 do not start on a vec4).
     expect(await entries([1, 1, 4, 14], [8, 1, 3, 3], vec4)).toEqual(['pack_weights',
       'forward_rows2']);
     expect(await entries([1, 1, 4, 13], [8, 1, 3, 3], vec4)).toEqual(['pack_weights',
       'forward_rows']);
     expect(await entries([1, 1, 4, 28], [8, 1, 3, 3], { ...vec4, tiling: { ...rows, VEC: 2 } }))
       .toEqual(['pack_weights', 'forward_rows2']);
+    // Padding 0 (26 wide out: vec2 stores, vec4 loads); stride 2 (14 wide out) and padding 5
+    // (36 wide out): no vec4 loads.
+    expect(await entries([1, 2, 5, 28], [5, 2, 3, 3], { tiling: { ...rows, VEC: 4 } }))
+      .toEqual(['pack_weights', 'forward_rows2 + vec4 loads']);
+    expect(await entries([1, 1, 4, 28], [8, 1, 3, 3], { ...vec4, stride: [1, 2] }))
+      .toEqual(['pack_weights', 'forward_rows2']);
+    expect(await entries([1, 1, 4, 28], [8, 1, 3, 3], { ...vec4, padding: 5 }))
+      .toEqual(['pack_weights', 'forward_rows4']);
   });
   it('rows forward runs where it serves and falls back where it cannot', async () => {
     const e = engine();
