@@ -44,11 +44,16 @@ let state: State | null = null;
 const napCell = new Int32Array(new SharedArrayBuffer(4));
 const nativeChecked = new WeakMap<object, boolean>();
 
+/**
+ * Dawn's poll: an anonymous native function made from a function template, which (unlike
+ * V8's built-ins such as a promise's resolve, and unlike bound functions) has a prototype.
+ */
 function isDawnPoll(fn: unknown): boolean {
   if (typeof fn !== 'function' || fn.name !== '') return false;
   let native = nativeChecked.get(fn);
   if (native === undefined) {
-    native = Function.prototype.toString.call(fn) === NATIVE_ANONYMOUS;
+    native = Function.prototype.toString.call(fn) === NATIVE_ANONYMOUS &&
+      Object.hasOwn(fn, 'prototype');
     nativeChecked.set(fn, native);
   }
   return native;
@@ -91,18 +96,17 @@ export function installQuietWaits(opts: QuietWaitOptions = {}): () => void {
       const now = performance.now();
       if (!inPoll) s.waitStart = now;
       const age = now - s.waitStart;
-      // Dawn ignores what setImmediate returns; a timer stands in for the immediate.
-      if (age >= s.napUntilMs) {
-        return setTimeout(poll(fn, args), s.pollMs) as unknown as NodeJS.Immediate;
-      }
-      if (age >= s.spinMs && s.napMs > 0) {
+      if (age < s.spinMs) return original(poll(fn, args));
+      if (age < s.napUntilMs && s.napMs > 0) {
         const p = poll(fn, args);
         return original(() => {
           Atomics.wait(napCell, 0, 0, s.napMs);
           p();
         });
       }
-      return original(poll(fn, args));
+      // Dawn ignores what setImmediate returns (a Timeout here, which clearImmediate would
+      // mistake for an Immediate: only Dawn's polls ever take this path).
+      return setTimeout(poll(fn, args), s.pollMs) as unknown as NodeJS.Immediate;
     }) as typeof setImmediate;
     Object.assign(wrapper, original);
     s.wrapper = wrapper;

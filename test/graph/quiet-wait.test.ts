@@ -76,6 +76,41 @@ describe('installQuietWaits', () => {
     }
   });
 
+  it('leaves promise resolve functions alone (native and anonymous, but no Dawn poll)',
+    async () => {
+      const release = installQuietWaits({ spinMs: 0, napUntilMs: 0, pollMs: 50 });
+      try {
+        const t0 = performance.now();
+        for (let i = 0; i < 20; i++) await new Promise((r) => globalThis.setImmediate(r));
+        // 20 rounds through the 50 ms timer would take a second.
+        expect(performance.now() - t0).toBeLessThan(200);
+        // Its handle is an Immediate that clearImmediate cancels (a Timeout in its place
+        // corrupted Node's count of pending immediates).
+        let resolved = false;
+        void new Promise<void>((r) => {
+          globalThis.clearImmediate(globalThis.setImmediate(r));
+        }).then(() => { resolved = true; });
+        await new Promise((r) => setTimeout(r, 5));
+        expect(resolved).toBe(false);
+        await new Promise((r) => globalThis.setImmediate(r));
+      } finally {
+        release();
+      }
+    });
+
+  it('spins first even where naps are off, then polls on timers', async () => {
+    const release = installQuietWaits({ spinMs: 5, napUntilMs: 0, pollMs: 20 });
+    try {
+      // A 3 ms wait stays within the spin: thousands of polls, no 20 ms timer.
+      const t0 = performance.now();
+      const polls = await fakeDawnWait(3);
+      expect(performance.now() - t0).toBeLessThan(15);
+      expect(polls).toBeGreaterThan(50);
+    } finally {
+      release();
+    }
+  });
+
   it('nests installs, releases once each, and leaves a wrapper added later alone', () => {
     const r1 = installQuietWaits();
     const r2 = installQuietWaits();

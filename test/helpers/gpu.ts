@@ -3,9 +3,37 @@
 
 import { afterAll, beforeAll, expect } from 'vitest';
 import { createEngine, type Engine, type Tensor, grad } from '../../src/node.js';
+import type { DispatchSpec } from '../../src/gpu/context.js';
 import { compare, type Tolerance } from '../../src/reference/compare.js';
 import { mulberry32 } from '../../src/reference/random.js';
 import { type RefTensor, randn, roundToF32 } from '../../src/reference/tensor.js';
+
+/**
+ * The kernels that computing `build`'s tensors dispatches, each as `describe(spec)` (default:
+ * its entry point), in order: to show which variant of a kernel an op chose.
+ */
+export async function dispatchedEntries(e: Engine, build: () => Tensor[],
+  describe: (spec: DispatchSpec) => string = (spec) => spec.entry ?? 'main'): Promise<string[]> {
+  const seen: string[] = [];
+  const original = e.gpu.recorder.bind(e.gpu);
+  e.gpu.recorder = (label: string) => {
+    const rec = original(label);
+    const dispatch = rec.dispatch.bind(rec);
+    rec.dispatch = (spec) => {
+      seen.push(describe(spec));
+      return dispatch(spec);
+    };
+    return rec;
+  };
+  try {
+    const outs = build();
+    await e.run([], outs);
+    for (const t of outs) t.dispose();
+  } finally {
+    e.gpu.recorder = original;
+  }
+  return seen;
+}
 
 /** The engine of the current test file, created before its tests and disposed after. */
 export function useEngine(opts: Parameters<typeof createEngine>[0] = {}): () => Engine {

@@ -6,7 +6,8 @@ import { grad, type Engine, type Tensor } from '../../src/node.js';
 import { BN_CHUNK, batchNorm, batchNormSaved } from '../../src/ops/batchnorm.js';
 import * as R from '../../src/reference/index.js';
 import { TOL, type Tolerance } from '../../src/reference/compare.js';
-import { expectClose, randomInput, upload, useEngine } from '../helpers/gpu.js';
+import { dispatchedEntries, expectClose, randomInput, upload, useEngine }
+  from '../helpers/gpu.js';
 
 const engine = useEngine();
 const EPS = 1e-5;
@@ -150,10 +151,27 @@ describe('batchNorm training: batch statistics, forward and backward', () => {
     await checkBatchNorm(engine(), { shape: [40, 3, 5, 5], offset: 2000, seed: 12 });
   });
 
+  // Planes of 4 and 196 values run the vec4 kernels (apply4, grad_input4); 35 and 81 do not.
   it('fused ReLU: zero below, dy masked by the output', async () => {
-    for (const shape of [[6, 5], [3, 4, 5, 7], [64, 2, 9, 9]]) {
+    for (const shape of [[6, 5], [3, 4, 5, 7], [64, 2, 9, 9], [5, 3, 4, 4], [2, 7, 14, 14]]) {
       await checkBatchNorm(engine(), { shape, relu: true, seed: 13 });
     }
+  });
+
+  it('runs the vec4 kernels where every plane holds a multiple of 4 values', async () => {
+    const e = engine();
+    const entries = (shape: number[]) => dispatchedEntries(e, () => {
+      const x = e.tensor(randomInput(shape, 3).data, shape, { requiresGrad: true });
+      const y = batchNorm(x, e.tensor([1, 1, 1], [3]), e.tensor([0, 0, 0], [3]),
+        { training: true, relu: true });
+      return [y, ...grad(y, [x], { seed: e.tensor(randomInput(shape, 4).data, shape) }) as
+        Tensor[]];
+    });
+    const perElement = (names: string[]) => names.filter((n) => /apply|grad_input/.test(n));
+    expect(perElement(await entries([2, 3, 4, 4]))).toEqual(['apply4', 'grad_input4']);
+    expect(perElement(await entries([2, 3, 14, 14]))).toEqual(['apply4', 'grad_input4']);
+    expect(perElement(await entries([2, 3, 7, 7]))).toEqual(['apply', 'grad_input']);
+    expect(perElement(await entries([5, 3]))).toEqual(['apply', 'grad_input']);
   });
 
   it('only dx (frozen affine) and only dgamma, dbeta (x a leaf without gradient)', async () => {

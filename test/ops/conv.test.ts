@@ -10,7 +10,7 @@ import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, CONV_CPU_TILING, CON
 import { OpArgumentError } from '../../src/gpu/errors.js';
 import * as R from '../../src/reference/index.js';
 import { TOL } from '../../src/reference/compare.js';
-import { checkOp, randomInput, useEngine } from '../helpers/gpu.js';
+import { checkOp, dispatchedEntries, randomInput, useEngine } from '../helpers/gpu.js';
 
 const engine = useEngine();
 
@@ -158,27 +158,9 @@ describe('conv2d with other tilings', () => {
   }
   it('vector stores and loads run where the widths allow', async () => {
     const e = engine();
-    const entries = async (x: number[], w: number[], o: Parameters<typeof conv2d>[3]) => {
-      const seen: string[] = [];
-      const original = e.gpu.recorder.bind(e.gpu);
-      e.gpu.recorder = (label: string) => {
-        const rec = original(label);
-        const dispatch = rec.dispatch.bind(rec);
-        rec.dispatch = (spec) => {
-          seen.push((spec.entry ?? 'main') + (spec.overrides?.XV ? ' + vec4 loads' : ''));
-          return dispatch(spec);
-        };
-        return rec;
-      };
-      try {
-        const y = conv2d(e.zeros(x), e.zeros(w), null, o);
-        await y.read();
-        y.dispose();
-      } finally {
-        e.gpu.recorder = original;
-      }
-      return seen;
-    };
+    const entries = (x: number[], w: number[], o: Parameters<typeof conv2d>[3]) =>
+      dispatchedEntries(e, () => [conv2d(e.zeros(x), e.zeros(w), null, o)],
+        (spec) => (spec.entry ?? 'main') + (spec.overrides?.XV ? ' + vec4 loads' : ''));
     const vec4 = { padding: 1, tiling: { ...rows, VEC: 4 as const } };
     expect(await entries([1, 1, 4, 28], [8, 1, 3, 3], vec4)).toEqual(['pack_weights',
       'forward_rows4 + vec4 loads']);
