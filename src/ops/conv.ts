@@ -305,7 +305,8 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
       const outv = vec === 1 ? null : vectorRange(out, vec as 2 | 4);
       const stored: Record<string, BufferRange> = outv ? { [`out${vec}`]: outv } : { out };
       // Whole tensors start at offset 0 of a buffer sized in 256 bytes: x4 is never null.
-      const x4 = vectorRange(bindings.x, 4)!;
+      const x4 = vectorRange(bindings.x, 4) ??
+        fail('conv2d', `internal: the buffer of x ${x.describe()} has no room for vec4 reads`);
       ctx.dispatch({
         shader: 'conv2d', entry: outv ? `forward_rows${vec}` : 'forward_rows',
         overrides: { ...overridesOf(t), KW_ROW: g.KW, SW_ROW: g.stride[1],
