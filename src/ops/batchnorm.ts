@@ -6,16 +6,53 @@ import { NotSupportedError } from '../gpu/errors.js';
 import { registerGrad } from '../graph/autodiff.js';
 import type { EncodeContext, Tensor } from '../graph/tensor.js';
 import { shapeStr } from '../graph/tensor.js';
+import { isCpuAdapter } from '../gpu/acquire.js';
+import type { Engine } from '../graph/engine.js';
 import { checkFinite, checkRank, checkTensor, fail, groups, vectorRange } from './util.js';
 
 /** Threads per workgroup of the per-element kernels (apply, dx). */
 const WG_ELEM = 64;
+/** The per-element kernels' (apply, dx) consecutive elements per thread. */
+export interface BatchNormTiling {
+  RUN: number;
+}
+
 /**
- * Consecutive elements per thread in those kernels. On lavapipe a thread that loops over 32
- * elements ran 5-8x faster than one thread per element ([128, 16, 28, 28]: 3.5 ms against
- * 21 ms); a GPU would rather have 1 (coalesced neighbours), a per-adapter choice for later.
+ * On lavapipe a thread that loops over 32 elements ran 5-8x faster than one thread per
+ * element ([128, 16, 28, 28]: 3.5 ms against 21 ms).
  */
-const RUN = 32;
+export const BATCHNORM_CPU_TILING: BatchNormTiling = { RUN: 32 };
+/**
+ * GPUs want neighbouring threads on neighbouring addresses: one vec4 a thread where planes
+ * allow (RUN 4 runs the vec4 kernels), four floats otherwise. Not measured on a GPU yet.
+ */
+export const BATCHNORM_GPU_TILING: BatchNormTiling = { RUN: 4 };
+
+export function defaultBatchNormTiling(adapterInfo: string): BatchNormTiling {
+  return isCpuAdapter(adapterInfo) ? BATCHNORM_CPU_TILING : BATCHNORM_GPU_TILING;
+}
+
+const forcedTiling = new WeakMap<object, BatchNormTiling>();
+
+/**
+ * Forces the batch-norm tiling of one engine (tests, benchmarks); null goes back to the
+ * adapter's default. Applies to ops recorded afterwards. A RUN that is no multiple of 4
+ * keeps the per-element kernels off vec4s.
+ */
+export function setBatchNormTiling(engine: Engine, t: BatchNormTiling | null): void {
+  if (t === null) {
+    forcedTiling.delete(engine);
+    return;
+  }
+  if (!Number.isInteger(t.RUN) || t.RUN < 1 || t.RUN > 1024) {
+    fail('setBatchNormTiling', `RUN must be an integer in 1..1024, got ${t.RUN}`);
+  }
+  forcedTiling.set(engine, { ...t });
+}
+
+function runOf(engine: Engine): number {
+  return (forcedTiling.get(engine) ?? defaultBatchNormTiling(engine.gpu.adapterInfo)).RUN;
+}
 /** Threads per workgroup of the per-channel and per-chunk kernels. */
 const WG_CHAN = 64;
 /**
@@ -107,6 +144,7 @@ export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor,
   const l = layoutOf(x);
   const p = params(l, eps, momentum);
   const e = x.engine;
+  const RUN = runOf(e);
 
   if (!opts.training) {
     if (!rm || !rv) fail(op, 'eval mode (training: false) needs runningMean and runningVar');
@@ -120,7 +158,7 @@ export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor,
             run_var: ctx.input(4) },
           uniforms: p, workgroups: groups(l.C, WG_CHAN),
         });
-        encodeApply(ctx, l, p, relu);
+        encodeApply(ctx, l, p, relu, RUN);
       },
     });
     return y;
@@ -166,7 +204,7 @@ export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor,
           bindings: { partial, ...out }, uniforms: p, workgroups: groups(l.C, WG_CHAN),
         });
       }
-      encodeApply(ctx, l, p, relu);
+      encodeApply(ctx, l, p, relu, RUN);
     },
   });
   return y;
@@ -185,17 +223,17 @@ export function batchNormSaved(y: Tensor): { mean: Tensor; invStd: Tensor } {
  * vec4 straddles two channels), or null: then the per-element kernels run on vec4s (apply4,
  * grad_input4), a quarter of the loads and stores.
  */
-function vec4Views(l: Layout, ranges: BufferRange[]): BufferRange[] | null {
-  if (l.plane % 4 !== 0) return null;
+function vec4Views(l: Layout, run: number, ranges: BufferRange[]): BufferRange[] | null {
+  if (l.plane % 4 !== 0 || run % 4 !== 0) return null;
   const views = ranges.map((r) => vectorRange(r, 4));
   return views.every((v) => v !== null) ? views as BufferRange[] : null;
 }
 
 function encodeApply(ctx: EncodeContext, l: Layout, p: Record<string, number>,
-  relu: boolean): void {
+  relu: boolean, RUN: number): void {
   const stats = { saved_mean: ctx.output(1), saved_inv_std: ctx.output(2),
     gamma: ctx.input(1), beta: ctx.input(2) };
-  const v = vec4Views(l, [ctx.input(0), ctx.output(0)]);
+  const v = vec4Views(l, RUN, [ctx.input(0), ctx.output(0)]);
   ctx.dispatch({
     shader: 'batchnorm', entry: v ? 'apply4' : 'apply',
     overrides: { WG: WG_ELEM, RUN, RELU: Number(relu) },
@@ -215,6 +253,7 @@ function batchNormBackward(dy: Tensor, x: Tensor, gamma: Tensor, mean: Tensor, i
   const l = layoutOf(x);
   const p = params(l, 0, 0);
   const relu = y !== null;
+  const RUN = runOf(x.engine);
   const inputs = [dy, x, gamma, mean, invStd, ...(relu ? [y] : [])];
   const sums = training || needAffine;
   const outputs = [...(needX ? [x.shape] : []), ...(sums ? [[l.C], [l.C]] : [])];
@@ -246,7 +285,7 @@ function batchNormBackward(dy: Tensor, x: Tensor, gamma: Tensor, mean: Tensor, i
       }
       if (!dxOut) return;
       if (training) {
-        const v = vec4Views(l, [ctx.input(0), ctx.input(1), yb, dxOut]);
+        const v = vec4Views(l, RUN, [ctx.input(0), ctx.input(1), yb, dxOut]);
         ctx.dispatch({
           shader: 'batchnorm', entry: v ? 'grad_input4' : 'grad_input',
           overrides: { WG: WG_ELEM, RUN, RELU },

@@ -3,7 +3,8 @@
 
 import { describe, expect, it } from 'vitest';
 import { grad, type Engine, type Tensor } from '../../src/node.js';
-import { BN_CHUNK, batchNorm, batchNormSaved } from '../../src/ops/batchnorm.js';
+import { BN_CHUNK, batchNorm, batchNormSaved, setBatchNormTiling }
+  from '../../src/ops/batchnorm.js';
 import * as R from '../../src/reference/index.js';
 import { TOL, type Tolerance } from '../../src/reference/compare.js';
 import { dispatchedEntries, expectClose, randomInput, upload, useEngine }
@@ -173,6 +174,38 @@ describe('batchNorm training: batch statistics, forward and backward', () => {
     expect(perElement(await entries([2, 3, 7, 7]))).toEqual(['apply', 'grad_input']);
     expect(perElement(await entries([5, 3]))).toEqual(['apply', 'grad_input']);
   });
+
+  // The GPU tiling (one vec4 or four floats a thread) and odd runs, on lavapipe.
+  for (const RUN of [1, 3, 4]) {
+    it(`RUN ${RUN} elements a thread (planes of 4, 35 and 196 values; ReLU)`, async () => {
+      const e = engine();
+      setBatchNormTiling(e, { RUN });
+      try {
+        await checkBatchNorm(e, { shape: [5, 3, 4, 4], relu: true, seed: 60 + RUN });
+        await checkBatchNorm(e, { shape: [3, 4, 5, 7], seed: 70 + RUN });
+        await checkBatchNorm(e, { shape: [2, 7, 14, 14], relu: true, seed: 80 + RUN });
+        const entries = await dispatchedEntries(e, () => [batchNorm(e.zeros([2, 3, 4, 4]),
+          e.tensor([1, 1, 1], [3]), e.tensor([0, 0, 0], [3]), { training: true })]);
+        expect(entries).toContain(RUN % 4 === 0 ? 'apply4' : 'apply');
+      } finally {
+        setBatchNormTiling(e, null);
+      }
+    });
+  }
+
+  it('one element a thread past 65535 workgroups (4 198 401 values, 65 601 workgroups)',
+    async () => {
+      const e = engine();
+      setBatchNormTiling(e, { RUN: 1 });
+      try {
+        expect(Math.ceil(2049 * 2049 / 64)).toBeGreaterThan(65_535);
+        await checkBatchNorm(e, { shape: [1, 1, 2049, 2049], relu: true, seed: 90 });
+      } finally {
+        setBatchNormTiling(e, null);
+      }
+      expect(() => setBatchNormTiling(e, { RUN: 0 }))
+        .toThrow(/setBatchNormTiling: RUN must be an integer in 1..1024, got 0/);
+    });
 
   it('only dx (frozen affine) and only dgamma, dbeta (x a leaf without gradient)', async () => {
     await checkBatchNorm(engine(), { shape: [4, 3, 5, 7], needs: [true, false, false] });
