@@ -3,8 +3,8 @@
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { createEngine, grad, quietWaitsActive, tuneConvolutions, type Engine, type Node, type Tensor }
-  from '../../src/node.js';
+import { createEngine, grad, quietWaitsActive, tuneConvolutions, type Engine, type Node,
+  type Tensor } from '../../src/node.js';
 import { loadFashionMnist } from '../../src/data/fashion-node.js';
 import type { ImageDataset } from '../../src/data/dataset.js';
 import { batchNorm } from '../../src/ops/batchnorm.js';
