@@ -182,6 +182,15 @@ fn stats_eval(@builtin(workgroup_id) wid: vec3<u32>,
 @group(0) @binding(5) var<storage, read> beta: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
 
+// A per-element thread's run: its elements [x, y) (empty past the end), and the position z
+// in its plane and the channel w of the first.
+fn elem_run(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> vec4<u32> {
+  let start = thread_index(wid, nwg, lid) * RUN;
+  let end = min(start + RUN, params.n);
+  return vec4<u32>(start, max(start, end), start % params.plane,
+                   (start / params.plane) % params.C);
+}
+
 // Moves position p of a per-element run `step` values along its plane; at the plane's end,
 // on to the next channel c (the first again at the next image), and says so.
 fn advance(p: ptr<function, u32>, c: ptr<function, u32>, step: u32) -> bool {
@@ -196,15 +205,14 @@ fn advance(p: ptr<function, u32>, c: ptr<function, u32>, step: u32) -> bool {
 fn apply(@builtin(workgroup_id) wid: vec3<u32>,
          @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-  let start = thread_index(wid, nwg, lid) * RUN;
-  if (start >= params.n) { return; }
-  let end = min(start + RUN, params.n);
-  var p = start % params.plane;
-  var c = (start / params.plane) % params.C;
+  let r = elem_run(wid, nwg, lid);
+  if (r.x >= r.y) { return; }
+  var p = r.z;
+  var c = r.w;
   var mu = saved_mean[c];
   var k = saved_inv_std[c] * gamma[c];
   var b = beta[c];
-  for (var i = start; i < end; i++) {
+  for (var i = r.x; i < r.y; i++) {
     // x - mean first: exact when x is within a factor 2 of the mean, whatever its size.
     var v = (src[i] - mu) * k + b;
     if (RELU) { v = max(v, 0.0); }
@@ -227,15 +235,14 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>,
 fn apply4(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-  let start = thread_index(wid, nwg, lid) * RUN;
-  if (start >= params.n) { return; }
-  let end = min(start + RUN, params.n);
-  var p = start % params.plane;
-  var c = (start / params.plane) % params.C;
+  let r = elem_run(wid, nwg, lid);
+  if (r.x >= r.y) { return; }
+  var p = r.z;
+  var c = r.w;
   var mu = saved_mean[c];
   var k = saved_inv_std[c] * gamma[c];
   var b = beta[c];
-  for (var i = start / 4u; i < end / 4u; i++) {
+  for (var i = r.x / 4u; i < r.y / 4u; i++) {
     var v = (src4[i] - mu) * k + b;
     if (RELU) { v = max(v, vec4<f32>(0.0)); }
     y4[i] = v;
@@ -323,13 +330,12 @@ fn grad_final(@builtin(workgroup_id) wid: vec3<u32>,
 fn grad_input(@builtin(workgroup_id) wid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-  let start = thread_index(wid, nwg, lid) * RUN;
-  if (start >= params.n) { return; }
-  let end = min(start + RUN, params.n);
-  var p = start % params.plane;
-  var c = (start / params.plane) % params.C;
+  let r = elem_run(wid, nwg, lid);
+  if (r.x >= r.y) { return; }
+  var p = r.z;
+  var c = r.w;
   var k = gcoef[c];
-  for (var i = start; i < end; i++) {
+  for (var i = r.x; i < r.y; i++) {
     dx[i] = k.x * (masked_dy(i) - k.y - (gx[i] - k.w) * k.z);
     if (advance(&p, &c, 1u)) { k = gcoef[c]; }
   }
@@ -345,13 +351,12 @@ fn grad_input(@builtin(workgroup_id) wid: vec3<u32>,
 fn grad_input4(@builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-  let start = thread_index(wid, nwg, lid) * RUN;
-  if (start >= params.n) { return; }
-  let end = min(start + RUN, params.n);
-  var p = start % params.plane;
-  var c = (start / params.plane) % params.C;
+  let r = elem_run(wid, nwg, lid);
+  if (r.x >= r.y) { return; }
+  var p = r.z;
+  var c = r.w;
   var k = gcoef[c];
-  for (var i = start / 4u; i < end / 4u; i++) {
+  for (var i = r.x / 4u; i < r.y / 4u; i++) {
     var g = gdy4[i];
     if (RELU) { g = select(vec4<f32>(0.0), g, gy4[i] > vec4<f32>(0.0)); }
     dx4[i] = k.x * (g - k.y - (gx4[i] - k.w) * k.z);
@@ -364,13 +369,12 @@ fn grad_input4(@builtin(workgroup_id) wid: vec3<u32>,
 fn grad_input_eval(@builtin(workgroup_id) wid: vec3<u32>,
                    @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-  let start = thread_index(wid, nwg, lid) * RUN;
-  if (start >= params.n) { return; }
-  let end = min(start + RUN, params.n);
-  var p = start % params.plane;
-  var c = (start / params.plane) % params.C;
+  let r = elem_run(wid, nwg, lid);
+  if (r.x >= r.y) { return; }
+  var p = r.z;
+  var c = r.w;
   var k = egamma[c] * einv[c];
-  for (var i = start; i < end; i++) {
+  for (var i = r.x; i < r.y; i++) {
     dx[i] = k * masked_dy(i);
     if (advance(&p, &c, 1u)) { k = egamma[c] * einv[c]; }
   }
