@@ -36,8 +36,7 @@ export interface NodeEngineOptions {
   tune?: boolean;
   /**
    * Keep the main thread from spinning while it waits for the device (src/gpu/quiet-wait.ts):
-   * Dawn's polls run back to back for the first 0.2 ms of a wait, then after 0.02 ms sleeps
-   * up to 3 ms into it, then on 1 ms timers. Default: on for CPU drivers (lavapipe,
+   * Dawn's polls run after 0.02 ms sleeps up to 3 ms into a wait, then on 1 ms timers. Default: on for CPU drivers (lavapipe,
    * SwiftShader), whose threads need the core a spinning wait takes; off for GPUs. Options
    * change the pacing.
    */

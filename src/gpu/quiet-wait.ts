@@ -6,18 +6,21 @@
 // driver's own threads need: measured on lavapipe with 2 cores, a 128x1x28x28 convolution
 // took 2.9 ms while the main thread spun and 1.65 ms while it slept, and the SwAV step ran
 // 1.8x faster. installQuietWaits() paces those polls, and only those (Dawn's callbacks are
-// anonymous native functions; JavaScript callbacks pass through untouched): back to back for
-// the first `spinMs` of a wait, then each after a short sleep, then on timers. Short waits
-// keep most of their latency (a 0.3 ms Sinkhorn call: 0.30 ms spinning, 0.33 ms paced), long
-// ones leave the core free.
+// anonymous native functions; JavaScript callbacks pass through untouched): each after a
+// short sleep, then on timers (optionally back to back for the first `spinMs` of a wait).
+// Not even the start of a wait spins by default: measured on lavapipe with device timestamps,
+// 0.2 ms of spinning as the device started made a 0.6 ms dispatch take 0.79 ms of device
+// time and a 2.2 ms one 2.4 ms (0.05 ms of it, 3.0 ms), as if the driver's threads, woken
+// while the core was taken, were slow to spread over both cores. Only waits under about
+// 0.2 ms lose (some 0.07 ms to the sleep's granularity).
 
 /** How polls are paced while some engine that asked for quiet waits is alive. */
 export interface QuietWaitOptions {
-  /** Milliseconds of a wait polled as Dawn does, back to back (default 0.2). */
+  /** Milliseconds at the start of a wait polled as Dawn does, back to back (default 0). */
   spinMs?: number;
   /**
    * After that, milliseconds the thread sleeps before each poll (Atomics.wait: no core used,
-   * the event loop held that long; default 0.02, which Linux stretches to about 0.1 here)...
+   * the event loop held that long; default 0.02, which Linux stretches to 0.07-0.1 here)...
    */
   napMs?: number;
   /** ...until the wait is this many milliseconds old (default 3; 0: no naps)... */
@@ -64,7 +67,7 @@ function isDawnPoll(fn: unknown): boolean {
  * polls stay quiet while any install is unreleased). The pacing of the latest install wins.
  */
 export function installQuietWaits(opts: QuietWaitOptions = {}): () => void {
-  const pace = { spinMs: 0.2, napMs: 0.02, napUntilMs: 3, pollMs: 1 };
+  const pace = { spinMs: 0, napMs: 0.02, napUntilMs: 3, pollMs: 1 };
   for (const k of Object.keys(pace) as (keyof typeof pace)[]) {
     const v = opts[k];
     if (v !== undefined) pace[k] = v;
