@@ -28,9 +28,19 @@ interface AdapterTuning {
    * from another set are timed again, so that a candidate added later gets its chance.
    */
   conv2dCandidates?: string;
+  /**
+   * The way of timing that made the choices (TUNER_VERSION); an entry from another way is
+   * timed again whole.
+   */
+  tuner?: number;
 }
 
 const CONV_SET = JSON.stringify(CONV_CANDIDATES);
+/**
+ * 2: candidates no longer read their outputs back while timed, and five interleaved rounds
+ * instead of three (version 1's matmul choice was the slower tiling in some runs here).
+ */
+export const TUNER_VERSION = 2;
 
 const isRecord = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -53,7 +63,8 @@ function readTuningCache(): Record<string, AdapterTuning> {
     if (!isRecord(t)) continue;
     out[adapter] = { matmul: t.matmul as MatmulTiling | undefined,
       conv2d: isRecord(t.conv2d) ? t.conv2d as Record<string, ConvTiling> : undefined,
-      conv2dCandidates: typeof t.conv2dCandidates === 'string' ? t.conv2dCandidates : undefined };
+      conv2dCandidates: typeof t.conv2dCandidates === 'string' ? t.conv2dCandidates : undefined,
+      tuner: typeof t.tuner === 'number' ? t.tuner : undefined };
   }
   return out;
 }
@@ -65,7 +76,9 @@ async function updateTuningCache(adapter: string, update: (t: AdapterTuning) => 
   try {
     // Read again just before writing: another process may have added its own choices.
     const cache = readTuningCache();
-    cache[adapter] = update(cache[adapter] ?? {});
+    // Choices of another tuner version are dropped, not merged.
+    const prev = cache[adapter];
+    cache[adapter] = { ...update(prev?.tuner === TUNER_VERSION ? prev : {}), tuner: TUNER_VERSION };
     mkdirSync(dirname(path), { recursive: true });
     await writeFileAtomic(path, new TextEncoder().encode(`${JSON.stringify(cache, null, 2)}\n`));
     return true;
@@ -81,7 +94,8 @@ const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
 export async function applyTuning(engine: Engine): Promise<void> {
   engine.gpu.autotune = true;
   const key = engine.gpu.adapterInfo;
-  const cached = readTuningCache()[key];
+  const entry = readTuningCache()[key];
+  const cached = entry?.tuner === TUNER_VERSION ? entry : undefined;
   // Only exact candidates are taken: a hand-edited or stale entry is timed again.
   const valid = (t: ConvTiling) => Object.values(CONV_CANDIDATES).some((list) =>
     list.some((c) => same(c, t)));

@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tuneConvolutions } from '../../src/node.js';
-import { applyTuning, tuningCachePath } from '../../src/tune-node.js';
+import { applyTuning, TUNER_VERSION, tuningCachePath } from '../../src/tune-node.js';
 import { convTuneKey, CONV_CPU_TILING } from '../../src/ops/conv.js';
-import { CONV_CANDIDATES } from '../../src/ops/tune.js';
+import { CONV_CANDIDATES, MATMUL_CANDIDATES } from '../../src/ops/tune.js';
 import { useEngine } from '../helpers/gpu.js';
 
 const engine = useEngine();
@@ -98,6 +98,32 @@ describe('tuning cache', () => {
     expect(after.conv2dCandidates).toBe(JSON.stringify(CONV_CANDIDATES));
     expect(Object.keys(after.conv2d)).not.toContain(`${key} gone`);
     expect(Object.keys(after.conv2d)).toHaveLength(3);
+  });
+
+  it('times again, and drops, the choices of another tuner version', async () => {
+    const e = engine();
+    const adapter = e.gpu.adapterInfo;
+    e.gpu.tuned.clear();
+    await applyTuning(e);
+    await tuneConvolutions(e, [shape]);
+    const cache = readCache();
+    expect(cache[adapter].tuner).toBe(TUNER_VERSION);
+    // As a cache written by the tuner before: a matmul choice no timing here would pick
+    // (the last candidate, 5x slower on lavapipe) is not taken.
+    const stale = MATMUL_CANDIDATES[MATMUL_CANDIDATES.length - 1];
+    writeFileSync(file(), JSON.stringify({ [adapter]: { ...cache[adapter], tuner: 1,
+      matmul: stale, conv2d: { ...cache[adapter].conv2d, [`${key} old`]: CONV_CPU_TILING } } }));
+    e.gpu.tuned.clear();
+    await applyTuning(e);
+    expect([...e.gpu.tuned.keys()]).toEqual(['matmul']);
+    const after = readCache()[adapter];
+    expect(after.tuner).toBe(TUNER_VERSION);
+    expect(after.matmul).toEqual(e.gpu.tuned.get('matmul'));
+    // The old conv2d entries went with the old version.
+    expect(after.conv2d).toBeUndefined();
+    const { timed } = await tuneConvolutions(e, [shape]);
+    expect(timed).toHaveLength(3);
+    expect(Object.keys(readCache()[adapter].conv2d)).toHaveLength(3);
   });
 
   it('replaces a file of valid JSON that is no object of adapters', async () => {
