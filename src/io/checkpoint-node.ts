@@ -1,4 +1,5 @@
-// Node-only checkpoints: atomic writes, safetensors with a SHA-256 of the data, and resume.
+// Node-only checkpoints: atomic writes, safetensors with SHA-256s of the data and the header,
+// and resume.
 
 import { FileError } from './file-error.js';
 import { createHash, randomBytes } from 'node:crypto';
@@ -21,6 +22,12 @@ export class CheckpointError extends FileError {
 
 /** The `__metadata__` key holding the hex SHA-256 of the data section. */
 export const CHECKSUM_KEY = 'swavgpu.sha256';
+/**
+ * The `__metadata__` key holding the hex SHA-256 of what the header says (headerDigest): the
+ * metadata, the data checksum among it, and each tensor's name, dtype and shape in the
+ * data section's order. Files written before it was added have none and are still read.
+ */
+export const HEADER_CHECKSUM_KEY = 'swavgpu.header_sha256';
 /** Marks a file still being written by writeFileAtomic; never a finished checkpoint. */
 const TEMP_MARK = '.tmp-';
 const CHECKPOINT_NAME = /^ckpt-(\d+)\.safetensors$/;
@@ -80,9 +87,28 @@ function sha256(bytes: Uint8Array): string {
 }
 
 /**
+ * The SHA-256 of a parsed header's content, independent of its JSON's spacing and key
+ * order: the metadata (sorted, without HEADER_CHECKSUM_KEY) and each tensor's name, dtype
+ * and shape in the order of its bytes in the data section (which, with the sizes, fixes
+ * every data_offsets). A corrupted name, shape or metadata value changes it, as does a
+ * swap of two tensors' offsets.
+ */
+export function headerDigest(parsed: Pick<ParsedSafetensors, 'tensors' | 'metadata'>): string {
+  const meta = Object.keys(parsed.metadata).filter((k) => k !== HEADER_CHECKSUM_KEY).sort()
+    .map((k) => [k, parsed.metadata[k]]);
+  // parseSafetensors fills `tensors` in the order of their data.
+  const tensors = Object.keys(parsed.tensors).map((name) => {
+    const t = parsed.tensors[name];
+    return [name, t.dtype, t.shape];
+  });
+  return sha256(new TextEncoder().encode(JSON.stringify({ meta, tensors })));
+}
+
+/**
  * Writes tensors as a safetensors checkpoint, atomically, with the SHA-256 of the data
- * section under `swavgpu.sha256` in the metadata. A stale checksum key in `metadata` (from
- * a checkpoint loaded earlier) is replaced by the fresh one.
+ * section under `swavgpu.sha256` and that of the header's content under
+ * `swavgpu.header_sha256` in the metadata. Stale checksum keys in `metadata` (from a
+ * checkpoint loaded earlier) are replaced by fresh ones.
  */
 export async function saveCheckpoint(
   path: string,
@@ -90,11 +116,18 @@ export async function saveCheckpoint(
   metadata: Metadata = {},
 ): Promise<void> {
   const packed = packSafetensors(tensors);
-  const meta = { ...metadata, [CHECKSUM_KEY]: sha256(packed.data) };
-  await writeFileAtomic(path, assembleSafetensors(packed, meta));
+  const { [HEADER_CHECKSUM_KEY]: _stale, ...rest } = metadata;
+  const meta = { ...rest, [CHECKSUM_KEY]: sha256(packed.data) };
+  // The digest of the header as a reader will parse it (tensors in their data's order).
+  const parsed = parseSafetensors(assembleSafetensors(packed, meta), path);
+  const full = { ...meta, [HEADER_CHECKSUM_KEY]: headerDigest(parsed) };
+  await writeFileAtomic(path, assembleSafetensors(packed, full));
 }
 
-/** Reads a checkpoint and verifies its checksum; the metadata keeps the checksum key. */
+/**
+ * Reads a checkpoint and verifies its checksums (the header's where it has one); the
+ * metadata keeps the checksum keys.
+ */
 export async function loadCheckpoint(path: string): Promise<ParsedSafetensors> {
   let bytes: Uint8Array;
   try {
@@ -114,6 +147,18 @@ export async function loadCheckpoint(path: string): Promise<ParsedSafetensors> {
       `checksum mismatch: ${CHECKSUM_KEY} says ${want}, the data section hashes to ${got} ` +
         '(the file is corrupted)',
     );
+  }
+  const wantHeader = parsed.metadata[HEADER_CHECKSUM_KEY];
+  if (wantHeader !== undefined) {
+    const gotHeader = headerDigest(parsed);
+    if (gotHeader !== wantHeader) {
+      throw new CheckpointError(
+        path,
+        `header checksum mismatch: ${HEADER_CHECKSUM_KEY} says ${wantHeader}, the header ` +
+          `(metadata, tensor names, dtypes, shapes and order) hashes to ${gotHeader} ` +
+          '(the file is corrupted)',
+      );
+    }
   }
   return parsed;
 }

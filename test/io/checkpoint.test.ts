@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   CHECKSUM_KEY,
   CheckpointError,
+  HEADER_CHECKSUM_KEY,
   checkpointName,
   checkpointStep,
   findLatestCheckpoint,
@@ -18,6 +19,8 @@ import {
   writeFileAtomic,
 } from '../../src/io/checkpoint-node.js';
 import {
+  assembleSafetensors,
+  packSafetensors,
   parseSafetensors,
   serializeSafetensors,
   type Tensor,
@@ -127,6 +130,41 @@ describe('saveCheckpoint and loadCheckpoint', () => {
         'section hashes to [0-9a-f]{64} \\(the file is corrupted\\)$'),
     );
   });
+
+  it('the header has a checksum too: a changed metadata value, name or shape fails it',
+    async () => {
+      const path = await save(5);
+      const good = await readFile(path);
+      expect(parseSafetensors(good, path).metadata[HEADER_CHECKSUM_KEY]).toMatch(/^[0-9a-f]{64}$/);
+      // Same-length edits of the header's JSON: the file parses and the data checksum holds.
+      for (const [from, to] of [['"step":"5"', '"step":"9"'], ['head.weight', 'head.weighT'],
+        ['"shape":[2,2]', '"shape":[4,1]']]) {
+        const at = good.indexOf(from);
+        expect(at).toBeGreaterThan(0);
+        const bad = Buffer.from(good);
+        bad.write(to, at, 'latin1');
+        await writeFile(path, bad);
+        expect(Object.keys(parseSafetensors(bad, path).tensors)).toHaveLength(3);
+        await expect(loadCheckpoint(path), from).rejects.toThrow(new RegExp(
+          `^${path}: header checksum mismatch: ${HEADER_CHECKSUM_KEY} says [0-9a-f]{64}, the ` +
+          'header \\(metadata, tensor names, dtypes, shapes and order\\) hashes to ' +
+          '[0-9a-f]{64} \\(the file is corrupted\\)$'));
+      }
+      await writeFile(path, good);
+      expect((await loadCheckpoint(path)).metadata.step).toBe('5');
+    });
+
+  it('a checkpoint written before the header checksum (data checksum only) still loads',
+    async () => {
+      const packed = packSafetensors(weights(4));
+      const path = join(dir, checkpointName(4));
+      const data = parseSafetensors(await readFile(await save(4)), path);
+      await writeFile(path, assembleSafetensors(packed,
+        { step: '4', [CHECKSUM_KEY]: data.metadata[CHECKSUM_KEY] }));
+      const got = await loadCheckpoint(path);
+      expect(got.metadata[HEADER_CHECKSUM_KEY]).toBeUndefined();
+      expect(values(got.tensors['head.weight'].data)).toEqual([4, 8, 12, 16]);
+    });
 
   it('a safetensors file without the checksum is refused', async () => {
     const path = join(dir, 'plain.safetensors');
