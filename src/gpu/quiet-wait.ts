@@ -6,7 +6,8 @@
 // driver's own threads need: measured on lavapipe with 2 cores, a 128x1x28x28 convolution
 // took 2.9 ms while the main thread spun and 1.65 ms while it slept, and the SwAV step ran
 // 1.8x faster. installQuietWaits() paces those polls, and only those (Dawn's callbacks are
-// anonymous native functions; JavaScript callbacks pass through untouched): each after a
+// anonymous native functions; JavaScript callbacks are queued as given, though one queued
+// during a nap runs after it, up to ~0.1 ms late, in a wait's first 3 ms): each after a
 // short sleep, then on timers (optionally back to back for the first `spinMs` of a wait).
 // Not even the start of a wait spins by default: measured on lavapipe with device timestamps,
 // 0.2 ms of spinning as the device started made a 0.6 ms dispatch take 0.79 ms of device
@@ -20,25 +21,28 @@ export interface QuietWaitOptions {
   spinMs?: number;
   /**
    * After that, milliseconds the thread sleeps before each poll (Atomics.wait: no core used,
-   * the event loop held that long; default 0.02, which Linux stretches to 0.07-0.1 here)...
+   * the event loop held that long, so JavaScript's own immediates and I/O wait too; default
+   * 0.02, which Linux stretches to 0.07-0.1 here; at most 1)...
    */
   napMs?: number;
   /** ...until the wait is this many milliseconds old (default 3; 0: no naps)... */
   napUntilMs?: number;
-  /** ...and then milliseconds between polls, on timers (default 1, Node's least). */
+  /** ...and then milliseconds between polls, on timers (default 1, Node's least; <= 1000). */
   pollMs?: number;
 }
 
+type Pace = Required<QuietWaitOptions>;
+
+/** Largest values taken: a longer nap holds the event loop, a longer timer delays results. */
+const PACE_MAX: Pace = { spinMs: Infinity, napMs: 1, napUntilMs: Infinity, pollMs: 1000 };
+
 const NATIVE_ANONYMOUS = 'function () { [native code] }';
 
-interface State {
+interface State extends Pace {
   original: typeof setImmediate;
   wrapper: typeof setImmediate;
-  users: number;
-  spinMs: number;
-  napMs: number;
-  napUntilMs: number;
-  pollMs: number;
+  /** The pacing of each unreleased install, oldest first; the last one is in force. */
+  installs: Pace[];
   waitStart: number;
 }
 
@@ -64,25 +68,28 @@ function isDawnPoll(fn: unknown): boolean {
 
 /**
  * Makes Dawn's polls quiet until the returned release function is called (installs nest: the
- * polls stay quiet while any install is unreleased). The pacing of the latest install wins.
+ * polls stay quiet while any install is unreleased). The pacing of the latest unreleased
+ * install is in force; releasing it restores the one before.
  */
 export function installQuietWaits(opts: QuietWaitOptions = {}): () => void {
-  const pace = { spinMs: 0, napMs: 0.02, napUntilMs: 3, pollMs: 1 };
-  for (const k of Object.keys(pace) as (keyof typeof pace)[]) {
+  const pace: Pace = { spinMs: 0, napMs: 0.02, napUntilMs: 3, pollMs: 1 };
+  for (const k of Object.keys(pace) as (keyof Pace)[]) {
     const v = opts[k];
     if (v !== undefined) pace[k] = v;
   }
-  for (const [k, v] of Object.entries(pace)) {
-    if (typeof v !== 'number' || !(v >= 0)) {
-      throw new RangeError(`installQuietWaits: ${k} must be a number >= 0, got ${String(v)}`);
+  for (const k of Object.keys(pace) as (keyof Pace)[]) {
+    const v = pace[k];
+    if (typeof v !== 'number' || !(v >= 0 && v <= PACE_MAX[k])) {
+      throw new RangeError(`installQuietWaits: ${k} must be a number in [0, ${PACE_MAX[k]}], ` +
+        `got ${String(v)}`);
     }
   }
-  // A state left with no users is one whose wrapper somebody else has wrapped (or thrown
+  // A state left with no installs is one whose wrapper somebody else has wrapped (or thrown
   // away) since: start again from whatever setImmediate is now.
-  if (state && state.users === 0) state = null;
+  if (state && state.installs.length === 0) state = null;
   if (!state) {
     const original = globalThis.setImmediate;
-    const s: State = { original, wrapper: original, users: 0, ...pace, waitStart: 0 };
+    const s: State = { original, wrapper: original, installs: [], ...pace, waitStart: 0 };
     // A poll queued from inside a poll continues a wait; one queued from elsewhere (mapAsync,
     // onSubmittedWorkDone called by the application) starts one.
     let inPoll = false;
@@ -95,7 +102,7 @@ export function installQuietWaits(opts: QuietWaitOptions = {}): () => void {
       }
     };
     const wrapper = ((fn: (...a: unknown[]) => void, ...args: unknown[]) => {
-      if (s.users === 0 || !isDawnPoll(fn)) return original(fn, ...args);
+      if (s.installs.length === 0 || !isDawnPoll(fn)) return original(fn, ...args);
       const now = performance.now();
       if (!inPoll) s.waitStart = now;
       const age = now - s.waitStart;
@@ -117,15 +124,16 @@ export function installQuietWaits(opts: QuietWaitOptions = {}): () => void {
     state = s;
   }
   const s = state;
-  s.users++;
+  s.installs.push(pace);
   Object.assign(s, pace);
   let released = false;
   return () => {
     if (released) return;
     released = true;
-    s.users--;
+    s.installs.splice(s.installs.indexOf(pace), 1);
+    if (s.installs.length) Object.assign(s, s.installs[s.installs.length - 1]);
     // Put the original back unless somebody has wrapped ours since.
-    if (s.users === 0 && globalThis.setImmediate === s.wrapper) {
+    else if (globalThis.setImmediate === s.wrapper) {
       globalThis.setImmediate = s.original;
       state = null;
     }
@@ -134,5 +142,5 @@ export function installQuietWaits(opts: QuietWaitOptions = {}): () => void {
 
 /** Whether Dawn's polls are currently quiet (some install unreleased). */
 export function quietWaitsActive(): boolean {
-  return state !== null && state.users > 0;
+  return state !== null && state.installs.length > 0;
 }

@@ -32,10 +32,21 @@ export interface TuneResult {
   ms: number[];
 }
 
+/** Timed rounds must be a whole number of at least one: a median of none is no choice. */
+function checkReps(fn: string, reps: number): number {
+  if (!Number.isInteger(reps) || reps < 1) {
+    throw new RangeError(`${fn}: reps must be an integer >= 1, got ${String(reps)}`);
+  }
+  return reps;
+}
+
 /** Times every candidate tiling and sets the fastest as this adapter's matmul tiling. */
 export async function tuneMatmul(engine: Engine, opts: TuneOptions = {}): Promise<TuneResult> {
   const n = opts.size ?? 384;
-  const reps = opts.reps ?? 5;
+  const reps = checkReps('tuneMatmul', opts.reps ?? 5);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new RangeError(`tuneMatmul: size must be a positive integer, got ${String(n)}`);
+  }
   const data = new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
   const a = engine.tensor(data, [n, n], { name: 'tune a' });
   const b = engine.tensor(data, [n, n], { name: 'tune b' });
@@ -139,7 +150,7 @@ export async function tuneConv2d(engine: Engine, shapes: readonly ConvShape[],
   opts: { reps?: number } = {}): Promise<ConvTuneResult[]> {
   // Five rounds: the variants of a layer are often within 10% of each other, about the
   // noise of one round here (the default model's 46 passes tune in about 12 s on lavapipe).
-  const reps = opts.reps ?? 5;
+  const reps = checkReps('tuneConv2d', opts.reps ?? 5);
   const results: ConvTuneResult[] = [];
   const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
   for (const shape of shapes) {

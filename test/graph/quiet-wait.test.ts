@@ -111,6 +111,25 @@ describe('installQuietWaits', () => {
     }
   });
 
+  it('releasing an install puts back the pacing of the one before', async () => {
+    const outer = installQuietWaits({ spinMs: 0, napUntilMs: 0, pollMs: 1 });
+    try {
+      const inner = installQuietWaits({ spinMs: 0, napUntilMs: 0, pollMs: 50 });
+      let t0 = performance.now();
+      await fakeDawnWait(5);
+      // The inner install's 50 ms timer is in force.
+      expect(performance.now() - t0).toBeGreaterThan(40);
+      inner();
+      t0 = performance.now();
+      await fakeDawnWait(5);
+      // The outer one's 1 ms timers again: not the 50 ms of the released install.
+      expect(performance.now() - t0).toBeLessThan(30);
+      expect(quietWaitsActive()).toBe(true);
+    } finally {
+      outer();
+    }
+  });
+
   it('nests installs, releases once each, and leaves a wrapper added later alone', () => {
     const r1 = installQuietWaits();
     const r2 = installQuietWaits();
@@ -137,11 +156,19 @@ describe('installQuietWaits', () => {
     expect(globalThis.setImmediate).toBe(original);
   });
 
-  it('refuses pacing that is not a number >= 0', () => {
-    expect(() => installQuietWaits({ napMs: -1 })).toThrow(/napMs must be a number >= 0, got -1/);
+  it('refuses pacing that is no number in its range', () => {
+    expect(() => installQuietWaits({ napMs: -1 }))
+      .toThrow('installQuietWaits: napMs must be a number in [0, 1], got -1');
     expect(() => installQuietWaits({ pollMs: Number.NaN })).toThrow(/pollMs/);
     expect(() => installQuietWaits({ spinMs: '1' as unknown as number }))
-      .toThrow(/spinMs must be a number >= 0, got 1/);
+      .toThrow('spinMs must be a number in [0, Infinity], got 1');
+    // A nap holds the event loop, and a timer past 2^31 ms fires at once: both bounded.
+    expect(() => installQuietWaits({ napMs: Infinity }))
+      .toThrow('napMs must be a number in [0, 1], got Infinity');
+    expect(() => installQuietWaits({ pollMs: 3e9 }))
+      .toThrow('pollMs must be a number in [0, 1000], got 3000000000');
+    // Spinning throughout (Dawn's own way) and napping throughout stay possible.
+    installQuietWaits({ spinMs: Infinity, napUntilMs: Infinity })();
     // Left out or undefined: the default.
     installQuietWaits({ spinMs: undefined })();
     expect(quietWaitsActive()).toBe(false);

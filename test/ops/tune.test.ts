@@ -24,6 +24,21 @@ describe('tuneMatmul', () => {
     // [[1,2],[3,4]]^2 = [[7,10],[15,22]] whichever tiling won.
     expect(Array.from(await y.read())).toEqual([7, 10, 15, 22]);
   });
+
+  it('refuses rounds or sizes that are no positive integer, choosing nothing', async () => {
+    const e = engine();
+    e.gpu.tuned.delete('matmul');
+    for (const reps of [0, -1, 1.5, Number.NaN]) {
+      await expect(tuneMatmul(e, { reps })).rejects.toThrow(
+        `tuneMatmul: reps must be an integer >= 1, got ${reps}`);
+      await expect(tuneConv2d(e, [{ x: [1, 1, 4, 4], w: [2, 1, 3, 3] }], { reps })).rejects
+        .toThrow(`tuneConv2d: reps must be an integer >= 1, got ${reps}`);
+    }
+    await expect(tuneMatmul(e, { size: 0 })).rejects.toThrow(
+      'tuneMatmul: size must be a positive integer, got 0');
+    expect(e.gpu.tuned.has('matmul')).toBe(false);
+    expect([...e.gpu.tuned.keys()].some((k) => k.includes('x1x1x4x4'))).toBe(false);
+  });
 });
 
 describe('tuneConv2d', () => {
