@@ -84,6 +84,42 @@ describe('executor', () => {
     expect(e.gpu.pool.stats.live).toBe(live);
   });
 
+  it('makes a bind group once per kernel and bound ranges, and reuses it in later steps',
+    async () => {
+      const e = engine();
+      const device = e.gpu.device;
+      const made: GPUBindGroupDescriptor[] = [];
+      const create = device.createBindGroup.bind(device);
+      device.createBindGroup = (d: GPUBindGroupDescriptor) => {
+        made.push(d);
+        return create(d);
+      };
+      try {
+        const w = e.param(new Float32Array(64).fill(0.5), [8, 8], 'w');
+        const step = async (k: number) => {
+          const y = ops.mul(ops.addScalar(w, k), w);
+          const [v] = await e.run([], [y]);
+          y.dispose();
+          return v[0];
+        };
+        expect(await step(1)).toBe(0.75);
+        expect(made.length).toBeGreaterThan(0);
+        // The pool settles on which buffer serves which tensor after the first step.
+        expect(await step(2)).toBe(1.25);
+        const first = made.length;
+        // The same buffers bound again: no new bind group, and the values of each step.
+        expect(await step(3)).toBe(1.75);
+        expect(await step(4)).toBe(2.25);
+        expect(made.length).toBe(first);
+        // Another buffer bound (a second parameter) takes a bind group of its own.
+        const v = e.param(new Float32Array(64).fill(2), [8, 8], 'v');
+        expect((await ops.mul(v, w).read())[0]).toBe(1);
+        expect(made.length).toBeGreaterThan(first);
+      } finally {
+        device.createBindGroup = create;
+      }
+    });
+
   it('keeps every dispatch\'s uniforms its own within one command buffer', async () => {
     const e = engine();
     const x = e.tensor([1, 1, 1, 1], [4]);
