@@ -1,4 +1,5 @@
-// Strided reductions: out[o] = scale * reduce_r in[offset(o) + offset(r)].
+// Strided reductions: out[o] = scale * reduce_r in[offset(o) + offset(r)], and the gradient
+// of max (max_grad).
 //
 // The TypeScript side describes the kept dimensions (o) and the reduced dimensions (r)
 // by at most four sizes and input strides each. One thread owns one (output, chunk)
@@ -51,4 +52,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   }
   if (OP == 0u) { acc *= params.scale; }
   out[t] = acc;
+}
+
+// The gradient of y = max over the reduced dimensions: dx = dy[o] at the first r (in the
+// order the forward reads them, row-major over the reduced axes) where x equals y[o], zero
+// elsewhere (the host clears dx first). Ties send the whole gradient to that first maximum,
+// as argmax would pick it. One thread per output scans its elements in order.
+@group(0) @binding(3) var<storage, read> y: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<f32>;
+
+@compute @workgroup_size(WG)
+fn max_grad(@builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+  let o = (wid.x + wid.y * nwg.x) * WG + lid;
+  if (o >= params.n_out) { return; }
+  let base = offset_of(o, params.out_shape, params.out_strides);
+  let m = y[o];
+  for (var r = 0u; r < params.n_red; r++) {
+    let at = base + offset_of(r, params.red_shape, params.red_strides);
+    if (x[at] == m) {
+      out[at] = dy[o];
+      return;
+    }
+  }
 }

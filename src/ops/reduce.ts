@@ -1,5 +1,5 @@
-// Sum, mean and max over chosen axes (shaders/reduce.wgsl), and sumToShape: the one
-// helper that undoes broadcasting in gradients.
+// Sum, mean and max over chosen axes (shaders/reduce.wgsl) with their gradients, and
+// sumToShape: the one helper that undoes broadcasting in gradients.
 
 import { registerGrad } from '../graph/autodiff.js';
 import type { Tensor, Shape } from '../graph/tensor.js';
@@ -51,7 +51,6 @@ function reduceOp(op: 'sum' | 'mean' | 'max', x: Tensor, axesIn: number | readon
   const nChunks = nOut < 256 && nRed > CHUNK ? Math.ceil(nRed / CHUNK) : 1;
   const [out] = x.engine.record({
     op, inputs: [x], outputs: [outShape.length ? outShape : []], attrs: { axes, keepDims },
-    differentiable: op !== 'max',
     encode: (ctx) => {
       if (nChunks === 1) {
         ctx.dispatch({
@@ -88,9 +87,40 @@ export const sum = (x: Tensor, axes?: number | readonly number[], keepDims = fal
   reduceOp('sum', x, axes, keepDims);
 export const mean = (x: Tensor, axes?: number | readonly number[], keepDims = false) =>
   reduceOp('mean', x, axes, keepDims);
-/** Maximum over axes; carries no gradient. */
+/**
+ * Maximum over axes. Its gradient goes whole to the first maximal element of each reduced
+ * set (row-major order over the reduced axes), as argmax picks it; a NaN maximum passes
+ * none (WGSL's max may skip NaN, so the forward need not return it either).
+ */
 export const max = (x: Tensor, axes?: number | readonly number[], keepDims = false) =>
   reduceOp('max', x, axes, keepDims);
+
+/** dx of y = max(x, axes): dy (y's shape) at each first maximum of x, zero elsewhere. */
+function maxGrad(x: Tensor, y: Tensor, dy: Tensor, axes: number[]): Tensor {
+  const strides = rowMajorStrides(x.shape);
+  const keptDims = x.shape.map((_, i) => i).filter((i) => !axes.includes(i));
+  const outC = collapseDims('max', keptDims.map((i) => x.shape[i]),
+    [keptDims.map((i) => strides[i])]);
+  const redC = collapseDims('max', axes.map((i) => x.shape[i]), [axes.map((i) => strides[i])]);
+  const nOut = y.size;
+  const nRed = x.size / Math.max(nOut, 1);
+  const [dx] = x.engine.record({
+    op: 'maxGrad', inputs: [x, y, dy], outputs: [[...x.shape]], differentiable: false,
+    encode: (ctx) => {
+      const out = ctx.output(0);
+      ctx.recorder.clear(out.buffer, out.offset, out.size);
+      ctx.dispatch({
+        shader: 'reduce', entry: 'max_grad', overrides: { WG },
+        bindings: { x: ctx.input(0), y: ctx.input(1), dy: ctx.input(2), out },
+        uniforms: { n_out: nOut, n_red: nRed, chunk: nRed, n_chunks: 1,
+          out_shape: outC.shape, out_strides: outC.strides[0],
+          red_shape: redC.shape, red_strides: redC.strides[0], scale: 1 },
+        workgroups: groups(nOut, WG),
+      });
+    },
+  });
+  return dx;
+}
 
 /** Sums `g` over the axes along which a tensor of `shape` was broadcast to g's shape. */
 export function sumToShape(g: Tensor, shape: Shape): Tensor {
@@ -155,6 +185,9 @@ registerGrad('mean', ({ inputs: [x], outputs: [y], grads: [g], attrs }) => {
   return [broadcastTo(reshape(scaleBy(g!, 1 / n), keptShape(x.shape, attrs.axes as number[])),
     x.shape)];
 });
+// d max(x)/dx_i = [i is the first maximum of its reduced set]: dy there, zero elsewhere
+registerGrad('max', ({ inputs: [x], outputs: [y], grads: [g], attrs }) =>
+  [maxGrad(x, y, g!, attrs.axes as number[])]);
 // d broadcastTo(x) = sum of dy over the broadcast axes
 registerGrad('broadcastTo', ({ inputs: [x], grads: [g] }) => [sumToShape(g!, x.shape)]);
 // d reshape(x) = reshape(dy) back

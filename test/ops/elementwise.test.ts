@@ -5,6 +5,7 @@ import { describe, it, expect } from 'vitest';
 import * as ops from '../../src/ops/elementwise.js';
 import * as red from '../../src/ops/reduce.js';
 import * as R from '../../src/reference/index.js';
+import { grad } from '../../src/node.js';
 import { TOL } from '../../src/reference/compare.js';
 import { checkOp, randomInput, useEngine, upload, expectClose } from '../helpers/gpu.js';
 
@@ -169,12 +170,51 @@ describe('reductions', () => {
     }
   }
 
-  it('max over an axis matches exactly and carries no gradient', async () => {
+  // Max and its gradient copy values: exact. Shapes: 1, primes, the middle axis, keepDims, a
+  // reduction long enough for the forward's two-pass (chunked) path.
+  const maxCases: [number[], number, boolean][] = [
+    [[1], 0, false], [[13], 0, false], [[6, 11], 1, false], [[6, 11], 0, true],
+    [[3, 7, 5], 1, false], [[3, 7, 5], 2, true], [[2, 3000], 1, false], [[5000, 3], 0, false],
+  ];
+  for (const [shape, axis, keepDims] of maxCases) {
+    it(`max of ${JSON.stringify(shape)} over ${axis}${keepDims ? ' (keepDims)' : ''}: value and ` +
+      'gradient to the first maximum', async () => {
+      await checkOp(engine(), {
+        name: 'max', inputs: [randomInput(shape, 6)], gpu: ([t]) => red.max(t, axis, keepDims),
+        refForward: ([t]) => R.max(t, axis, keepDims),
+        refBackward: (dy, [t]) => [R.maxBackward(dy, t, axis, keepDims)],
+        tol: TOL.exact,
+      });
+    });
+  }
+
+  it('max over several axes: the gradient goes to the first maximum in row-major order, ' +
+    'ties included', async () => {
+    // Ties within and across rows: values from a set of 3, so every set has several maxima.
+    const x = randomInput([4, 5, 6], 8);
+    for (let i = 0; i < x.data.length; i++) x.data[i] = Math.floor(Math.abs(x.data[i]) * 2) % 3;
+    // Row-major first over axes (0, 2) is first over axis 0 of the firsts over axis 2.
+    const inner = R.max(x, 2);
+    await checkOp(engine(), {
+      name: 'max over [0, 2]', inputs: [x], gpu: ([t]) => red.max(t, [0, 2]),
+      refForward: () => R.max(inner, 0),
+      refBackward: (dy) => [R.maxBackward(R.maxBackward(dy, inner, 0), x, 2)],
+      tol: TOL.exact,
+    });
+  });
+
+  it('max gradient with more outputs than 65 535 workgroups of threads hold', async () => {
     const e = engine();
-    const x = randomInput([6, 11], 6);
-    const y = red.max(upload(e, x), 1);
-    expectClose(await y.read(), R.max(x, 1, false), TOL.exact, 'max');
-    expect(y.requiresGrad).toBe(false);
+    // 4 200 000 outputs at 64 threads a workgroup: 65 625 workgroups, folded.
+    const n = 4_200_000;
+    const data = new Float32Array(2 * n).map((_, i) => (i % 2 === (i >> 1) % 2 ? 1 : 0));
+    const x = e.tensor(data, [n, 2], { requiresGrad: true });
+    const y = red.max(x, 1);
+    const [dx] = grad(y, [x], { seed: e.tensor(new Float32Array(n).fill(3), [n]) });
+    const v = await dx!.read();
+    let bad = -1;
+    for (let i = 0; i < 2 * n; i++) if (v[i] !== 3 * data[i]) { bad = i; break; }
+    expect(bad, `first wrong element at ${bad}`).toBe(-1);
   });
 });
 
