@@ -33,6 +33,15 @@ afterAll(() => {
 const file = () => join(dir, 'swavgpu', 'tuning.json');
 const readCache = () => JSON.parse(readFileSync(file(), 'utf8'));
 
+/** The shared engine tuned afresh (matmul and `shape`) into the cache, and the cache. */
+async function tunedAfresh() {
+  const e = engine();
+  e.gpu.tuned.clear();
+  await applyTuning(e);
+  await tuneConvolutions(e, [shape]);
+  return { e, adapter: e.gpu.adapterInfo, cache: readCache() };
+}
+
 describe('tuning cache', () => {
   it('writes the choices per adapter; a later tuning engine reads them instead of timing',
     async () => {
@@ -78,12 +87,7 @@ describe('tuning cache', () => {
   });
 
   it('times again the choices made from another candidate set, and drops them', async () => {
-    const e = engine();
-    const adapter = e.gpu.adapterInfo;
-    e.gpu.tuned.clear();
-    await applyTuning(e);
-    await tuneConvolutions(e, [shape]);
-    const cache = readCache();
+    const { e, adapter, cache } = await tunedAfresh();
     expect(cache[adapter].conv2dCandidates).toBe(JSON.stringify(CONV_CANDIDATES));
     // As a cache written before a candidate was added: same choices, another set.
     cache[adapter].conv2dCandidates = '[]';
@@ -101,12 +105,7 @@ describe('tuning cache', () => {
   });
 
   it('times again, and drops, the choices of another tuner version', async () => {
-    const e = engine();
-    const adapter = e.gpu.adapterInfo;
-    e.gpu.tuned.clear();
-    await applyTuning(e);
-    await tuneConvolutions(e, [shape]);
-    const cache = readCache();
+    const { e, adapter, cache } = await tunedAfresh();
     expect(cache[adapter].tuner).toBe(TUNER_VERSION);
     // As a cache written by the tuner before: a matmul choice no timing here would pick
     // (the last candidate, 5x slower on lavapipe) is not taken.
