@@ -34,6 +34,12 @@ fn offset_of(i: u32, shape: vec4<u32>, strides: vec4<u32>) -> u32 {
   return r * strides.x + i1 * strides.y + i2 * strides.z + i3 * strides.w;
 }
 
+// -infinity, made at run time: a constant expression may not be infinite.
+fn neg_inf() -> f32 {
+  var bits = 0xff800000u;
+  return bitcast<f32>(bits);
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>,
@@ -45,7 +51,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   let base = offset_of(o, params.out_shape, params.out_strides);
   let start = c * params.chunk;
   let end = min(start + params.chunk, params.n_red);
-  var acc = select(0.0, -3.4028234663852886e38, OP == 1u);
+  // max starts from -infinity, so that a set of -infinities has that maximum.
+  var acc = select(0.0, neg_inf(), OP == 1u);
   for (var r = start; r < end; r++) {
     let v = x[base + offset_of(r, params.red_shape, params.red_strides)];
     if (OP == 1u) { acc = max(acc, v); } else { acc += v; }

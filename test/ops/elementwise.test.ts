@@ -203,6 +203,20 @@ describe('reductions', () => {
     });
   });
 
+  it('max of -infinities is -infinity, and its gradient goes to the first of them', async () => {
+    const e = engine();
+    const inf = Number.NEGATIVE_INFINITY;
+    const x = e.tensor([inf, inf, inf, -1, inf, 2], [2, 3], { requiresGrad: true });
+    const y = red.max(x, 1);
+    const [dx] = grad(y, [x], { seed: e.tensor([5, 7], [2]) });
+    const [vy, vdx] = await e.run([], [y, dx!]);
+    expect(Array.from(vy)).toEqual([inf, 2]);
+    expect(Array.from(vdx)).toEqual([5, 0, 0, 0, 0, 7]);
+    // The two-pass path (a long set, few outputs) starts from -infinity as well.
+    const long = e.tensor(new Float32Array(5000).fill(inf), [1, 5000]);
+    expect(Array.from(await red.max(long, 1).read())).toEqual([inf]);
+  });
+
   it('max gradient with more outputs than 65 535 workgroups of threads hold', async () => {
     const e = engine();
     // 4 200 000 outputs at 64 threads a workgroup: 65 625 workgroups, folded.
