@@ -26,6 +26,8 @@ export const CHECKSUM_KEY = 'swavgpu.sha256';
  * The `__metadata__` key holding the hex SHA-256 of what the header says (headerDigest): the
  * metadata, the data checksum among it, and each tensor's name, dtype and shape in the
  * data section's order. Files written before it was added have none and are still read.
+ * Both checksums detect corruption (a flipped bit, a torn or truncated write), not
+ * tampering: whoever edits a file can recompute them, or drop this key.
  */
 export const HEADER_CHECKSUM_KEY = 'swavgpu.header_sha256';
 /** Marks a file still being written by writeFileAtomic; never a finished checkpoint. */
@@ -93,11 +95,11 @@ function sha256(bytes: Uint8Array): string {
  * every data_offsets). A corrupted name, shape or metadata value changes it, as does a
  * swap of two tensors' offsets.
  */
-export function headerDigest(parsed: Pick<ParsedSafetensors, 'tensors' | 'metadata'>): string {
+export function headerDigest(parsed: Pick<ParsedSafetensors, 'tensors' | 'metadata' |
+  'dataOrder'>): string {
   const meta = Object.keys(parsed.metadata).filter((k) => k !== HEADER_CHECKSUM_KEY).sort()
     .map((k) => [k, parsed.metadata[k]]);
-  // parseSafetensors fills `tensors` in the order of their data.
-  const tensors = Object.keys(parsed.tensors).map((name) => {
+  const tensors = parsed.dataOrder.map((name) => {
     const t = parsed.tensors[name];
     return [name, t.dtype, t.shape];
   });

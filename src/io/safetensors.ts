@@ -37,6 +37,11 @@ export interface ParsedSafetensors {
   metadata: Metadata;
   /** Where the data section starts in the file: 8 + the header length. */
   dataOffset: number;
+  /**
+   * The tensors' names in the order of their bytes in the data section (the record's own
+   * key order puts integer-like names such as "0" first, whatever their place).
+   */
+  dataOrder: string[];
 }
 
 /** Tensor data laid out, waiting for its header; see packSafetensors. */
@@ -349,7 +354,7 @@ export function parseSafetensors(bytes: Uint8Array, fileName: string): ParsedSaf
     new Uint8Array(data.buffer).set(bytes.subarray(dataOffset + r.begin, dataOffset + r.end));
     tensors[r.name] = { dtype: r.dtype, shape: r.shape, data };
   }
-  return { tensors, metadata, dataOffset };
+  return { tensors, metadata, dataOffset, dataOrder: ranges.map((r) => r.name) };
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -154,6 +154,28 @@ describe('saveCheckpoint and loadCheckpoint', () => {
       expect((await loadCheckpoint(path)).metadata.step).toBe('5');
     });
 
+  it('the header checksum follows the data order, also for integer-like tensor names',
+    async () => {
+      // A record lists keys such as "0" first in ascending order, not in data order.
+      const path = join(dir, checkpointName(6));
+      const t = (v: number): Tensor => ({ dtype: 'F32', shape: [2], data: Float32Array.of(v, v) });
+      await saveCheckpoint(path, { b: t(9), 1: t(1), 0: t(0) });
+      const good = await readFile(path);
+      expect((await loadCheckpoint(path)).dataOrder).toEqual(
+        parseSafetensors(good, path).dataOrder);
+      // Swap the names of tensors "0" and "1" (so, in effect, their data): same length.
+      const bad = Buffer.from(good);
+      const at0 = bad.indexOf('"0":{');
+      const at1 = bad.indexOf('"1":{');
+      expect(at0).toBeGreaterThan(0);
+      expect(at1).toBeGreaterThan(0);
+      bad.write('"1":{', at0, 'latin1');
+      bad.write('"0":{', at1, 'latin1');
+      await writeFile(path, bad);
+      expect(parseSafetensors(bad, path).tensors['0'].data[0]).toBe(1);
+      await expect(loadCheckpoint(path)).rejects.toThrow(/header checksum mismatch/);
+    });
+
   it('a checkpoint written before the header checksum (data checksum only) still loads',
     async () => {
       const packed = packSafetensors(weights(4));
