@@ -201,6 +201,11 @@ fn advance(p: ptr<function, u32>, c: ptr<function, u32>, step: u32) -> bool {
   return true;
 }
 
+// Channel c's (mean, invStd gamma, beta): y = (x - mean) invStd gamma + beta.
+fn affine(c: u32) -> vec3<f32> {
+  return vec3<f32>(saved_mean[c], saved_inv_std[c] * gamma[c], beta[c]);
+}
+
 @compute @workgroup_size(WG)
 fn apply(@builtin(workgroup_id) wid: vec3<u32>,
          @builtin(num_workgroups) nwg: vec3<u32>,
@@ -209,19 +214,13 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>,
   if (r.x >= r.y) { return; }
   var p = r.z;
   var c = r.w;
-  var mu = saved_mean[c];
-  var k = saved_inv_std[c] * gamma[c];
-  var b = beta[c];
+  var a = affine(c);
   for (var i = r.x; i < r.y; i++) {
     // x - mean first: exact when x is within a factor 2 of the mean, whatever its size.
-    var v = (src[i] - mu) * k + b;
+    var v = (src[i] - a.x) * a.y + a.z;
     if (RELU) { v = max(v, 0.0); }
     y[i] = v;
-    if (advance(&p, &c, 1u)) {
-      mu = saved_mean[c];
-      k = saved_inv_std[c] * gamma[c];
-      b = beta[c];
-    }
+    if (advance(&p, &c, 1u)) { a = affine(c); }
   }
 }
 
@@ -239,18 +238,12 @@ fn apply4(@builtin(workgroup_id) wid: vec3<u32>,
   if (r.x >= r.y) { return; }
   var p = r.z;
   var c = r.w;
-  var mu = saved_mean[c];
-  var k = saved_inv_std[c] * gamma[c];
-  var b = beta[c];
+  var a = affine(c);
   for (var i = r.x / 4u; i < r.y / 4u; i++) {
-    var v = (src4[i] - mu) * k + b;
+    var v = (src4[i] - a.x) * a.y + a.z;
     if (RELU) { v = max(v, vec4<f32>(0.0)); }
     y4[i] = v;
-    if (advance(&p, &c, 4u)) {
-      mu = saved_mean[c];
-      k = saved_inv_std[c] * gamma[c];
-      b = beta[c];
-    }
+    if (advance(&p, &c, 4u)) { a = affine(c); }
   }
 }
 
