@@ -12,6 +12,7 @@ import {
   parseSafetensors,
   type Metadata,
   type ParsedSafetensors,
+  type SafetensorsDtype,
   type Tensor,
 } from './safetensors.js';
 
@@ -95,8 +96,11 @@ function sha256(bytes: Uint8Array): string {
  * every data_offsets). A corrupted name, shape or metadata value changes it, as does a
  * swap of two tensors' offsets.
  */
-export function headerDigest(parsed: Pick<ParsedSafetensors, 'tensors' | 'metadata' |
-  'dataOrder'>): string {
+export function headerDigest(parsed: {
+  metadata: Metadata;
+  tensors: Record<string, { dtype: SafetensorsDtype; shape: readonly number[] }>;
+  dataOrder: readonly string[];
+}): string {
   const meta = Object.keys(parsed.metadata).filter((k) => k !== HEADER_CHECKSUM_KEY).sort()
     .map((k) => [k, parsed.metadata[k]]);
   const tensors = parsed.dataOrder.map((name) => {
@@ -120,10 +124,14 @@ export async function saveCheckpoint(
   const packed = packSafetensors(tensors);
   const { [HEADER_CHECKSUM_KEY]: _stale, ...rest } = metadata;
   const meta = { ...rest, [CHECKSUM_KEY]: sha256(packed.data) };
-  // The digest of the header as a reader will parse it (tensors in their data's order).
-  const parsed = parseSafetensors(assembleSafetensors(packed, meta), path);
-  const full = { ...meta, [HEADER_CHECKSUM_KEY]: headerDigest(parsed) };
-  await writeFileAtomic(path, assembleSafetensors(packed, full));
+  // The tensors in their data's order, as parseSafetensors will list them (a stable sort by
+  // [begin, end] of the header's key order).
+  const names = Object.keys(packed.entries);
+  const span = (n: string) => packed.entries[n].data_offsets;
+  const dataOrder = [...names].sort((a, b) => span(a)[0] - span(b)[0] || span(a)[1] - span(b)[1]);
+  const digest = headerDigest({ metadata: meta, tensors: packed.entries, dataOrder });
+  await writeFileAtomic(path, assembleSafetensors(packed, { ...meta,
+    [HEADER_CHECKSUM_KEY]: digest }));
 }
 
 /**
