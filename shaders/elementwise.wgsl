@@ -136,7 +136,20 @@ fn unary_main(@builtin(workgroup_id) wid: vec3<u32>,
   if (CONTIGUOUS) {
     for (var i = i0; i < i1; i++) { out[i] = unary(a[i]); }
   } else {
-    for (var i = i0; i < i1; i++) { out[i] = unary(a[offset_of(i, params.a_strides)]); }
+    // As binary_main: the offset from the full index once, then steps along the innermost
+    // dimension, starting over where the run crosses its end.
+    let inner = params.shape.w;
+    var k = i0 % inner;
+    var oa = offset_of(i0, params.a_strides);
+    for (var i = i0; i < i1; i++) {
+      if (k == inner) {
+        k = 0u;
+        oa = offset_of(i, params.a_strides);
+      }
+      out[i] = unary(a[oa]);
+      k++;
+      oa += params.a_strides.w;
+    }
   }
 }
 

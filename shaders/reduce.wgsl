@@ -53,9 +53,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
   let end = min(start + params.chunk, params.n_red);
   // max starts from -infinity, so that a set of -infinities has that maximum.
   var acc = select(0.0, neg_inf(), OP == 1u);
+  // The offset of r from its full index once, then steps along the innermost reduced
+  // dimension (an index's divisions cost more than the add on lavapipe, and on GPUs).
+  let inner = params.red_shape.w;
+  var k = start % inner;
+  var at = base + offset_of(start, params.red_shape, params.red_strides);
   for (var r = start; r < end; r++) {
-    let v = x[base + offset_of(r, params.red_shape, params.red_strides)];
+    if (k == inner) {
+      k = 0u;
+      at = base + offset_of(r, params.red_shape, params.red_strides);
+    }
+    let v = x[at];
     if (OP == 1u) { acc = max(acc, v); } else { acc += v; }
+    k++;
+    at += params.red_strides.w;
   }
   if (OP == 0u) { acc *= params.scale; }
   out[t] = acc;
@@ -76,11 +87,19 @@ fn max_grad(@builtin(workgroup_id) wid: vec3<u32>,
   if (o >= params.n_out) { return; }
   let base = offset_of(o, params.out_shape, params.out_strides);
   let m = y[o];
+  let inner = params.red_shape.w;
+  var k = 0u;
+  var at = base;
   for (var r = 0u; r < params.n_red; r++) {
-    let at = base + offset_of(r, params.red_shape, params.red_strides);
+    if (k == inner) {
+      k = 0u;
+      at = base + offset_of(r, params.red_shape, params.red_strides);
+    }
     if (x[at] == m) {
       out[at] = dy[o];
       return;
     }
+    k++;
+    at += params.red_strides.w;
   }
 }

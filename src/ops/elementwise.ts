@@ -49,7 +49,8 @@ export function setElementwiseTiling(engine: Engine, t: ElementwiseTiling | null
   forced.set(engine, { ...t });
 }
 
-function tilingOf(engine: Engine): ElementwiseTiling {
+/** The elementwise tiling an engine's ops use now: the forced one, else the adapter's. */
+export function elementwiseTilingOf(engine: Engine): ElementwiseTiling {
   return forced.get(engine) ?? defaultElementwiseTiling(engine.gpu.adapterInfo);
 }
 
@@ -74,7 +75,7 @@ function binaryOp(name: BinaryName, a: Tensor, b: Tensor, alpha = 0, beta = 0): 
   const c = collapseDims(name, outShape,
     [broadcastStrides(a.shape, outShape), broadcastStrides(b.shape, outShape)]);
   const contiguous = a.size === n && b.size === n;
-  const { WG, VPT } = tilingOf(a.engine);
+  const { WG, VPT } = elementwiseTilingOf(a.engine);
   const [out] = a.engine.record({
     op: name, inputs: [a, b], outputs: [outShape], attrs: { alpha, beta },
     differentiable: !name.endsWith('Grad'),
@@ -106,7 +107,7 @@ function unaryOp(name: UnaryName | 'scale' | 'addScalar', op: number, a: Tensor,
   beta = 0): Tensor {
   checkTensor(name, 'x', a);
   const n = a.size;
-  const { WG, VPT } = tilingOf(a.engine);
+  const { WG, VPT } = elementwiseTilingOf(a.engine);
   const [out] = a.engine.record({
     op: name, inputs: [a], outputs: [a.shape], attrs: { alpha, beta },
     encode: (ctx) => {

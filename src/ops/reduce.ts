@@ -4,6 +4,7 @@
 import { registerGrad } from '../graph/autodiff.js';
 import type { Tensor, Shape } from '../graph/tensor.js';
 import { shapeStr } from '../graph/tensor.js';
+import { elementwiseTilingOf } from './elementwise.js';
 import { broadcastStrides, checkTensor, collapseDims, fail, groups } from './util.js';
 
 const WG = 64;
@@ -151,14 +152,17 @@ export function broadcastTo(x: Tensor, shape: Shape): Tensor {
       fail('broadcastTo', `${x.describe()} does not broadcast to ${shapeStr(shape)}`);
     }
   }
+  // The elementwise ops' tiling: runs of VPT outputs per thread on CPU drivers (a thread per
+  // output, as this op once had everywhere, took 10x a same-sized relu on lavapipe).
+  const { WG, VPT } = elementwiseTilingOf(x.engine);
   const [out] = x.engine.record({
     op: 'broadcastTo', inputs: [x], outputs: [shape],
     encode: (ctx) => ctx.dispatch({
-      shader: 'elementwise', entry: 'unary_main', overrides: { WG: 256, OP: 11 },
+      shader: 'elementwise', entry: 'unary_main', overrides: { WG, VPT, OP: 11 },
       bindings: { a: ctx.input(0), out: ctx.output(0) },
       uniforms: { n, shape: c.shape, a_strides: c.strides[0], b_strides: [0, 0, 0, 0],
         alpha: 0, beta: 0 },
-      workgroups: groups(n, 256),
+      workgroups: groups(Math.ceil(n / VPT), WG),
     }),
   });
   return out;

@@ -152,6 +152,9 @@ describe('reductions', () => {
   const cases: [number[], number[]][] = [
     [[1], [0]], [[13], [0]], [[3, 5], [1]], [[3, 5], [0]], [[2, 3, 7], [0, 2]],
     [[4, 1, 5, 3], [1, 3]], [[2, 3000], [1]], [[5000, 3], [0]], [[3, 4], [0, 1]],
+    // Long sets over axes that do not merge, so that the second chunk of 1 024 starts in the
+    // middle of a row of the innermost reduced axis (41, 53 wide).
+    [[37, 3, 41], [0, 2]], [[2, 29, 3, 53], [1, 3]],
   ];
   for (const [shape, axes] of cases) {
     for (const op of ['sum', 'mean'] as const) {
@@ -203,6 +206,18 @@ describe('reductions', () => {
     });
   });
 
+  it('max over axes that do not merge, a set long enough for chunks that start mid-row',
+    async () => {
+      const x = randomInput([37, 3, 41], 9);
+      const inner = R.max(x, 2);
+      await checkOp(engine(), {
+        name: 'max over [0, 2]', inputs: [x], gpu: ([t]) => red.max(t, [0, 2]),
+        refForward: () => R.max(inner, 0),
+        refBackward: (dy) => [R.maxBackward(R.maxBackward(dy, inner, 0), x, 2)],
+        tol: TOL.exact,
+      });
+    });
+
   it('max of -infinities is -infinity, and its gradient goes to the first of them', async () => {
     const e = engine();
     const inf = Number.NEGATIVE_INFINITY;
@@ -231,6 +246,44 @@ describe('reductions', () => {
     expect(bad, `first wrong element at ${bad}`).toBe(-1);
   });
 });
+
+describe('broadcastTo', () => {
+  // Scalar to many, rows, columns, a middle axis, several at once; sizes that end runs of 16
+  // mid-row and inner dimensions shorter and longer than a run.
+  const SHAPES: [number[], number[]][] = [
+    [[1], [1]], [[1], [1021]], [[5], [3, 5]], [[3, 1], [3, 7]], [[2, 1, 13], [2, 17, 13]],
+    [[1, 3, 1, 1], [4, 3, 5, 2]], [[6, 1], [2, 6, 97]], [[], [2, 3]],
+  ];
+  for (const [from, to] of SHAPES) {
+    it(`${JSON.stringify(from)} to ${JSON.stringify(to)}, with its gradient`, async () => {
+      await checkOp(engine(), {
+        name: 'broadcastTo', inputs: [randomInput(from, 7)],
+        gpu: ([x]) => red.broadcastTo(x, to), refForward: ([x]) => R.broadcastTo(x, to),
+        refBackward: (dy, [x]) => [R.reduceToShape(dy, x.shape)],
+        tol: TOL.exact, gradTol: TOL.f32Reduction(dyTerms(from, to), 3),
+      });
+    });
+  }
+  it('under every tiling, folded past 65 535 workgroups at one element each', async () => {
+    const e = engine();
+    const x = randomInput([3, 1, 7], 8);
+    const to = [5, 3, 4001, 7];
+    const expected = R.broadcastTo(x, to);
+    for (const t of [{ WG: 64, VPT: 16 }, { WG: 256, VPT: 1 }, { WG: 1, VPT: 1 },
+      { WG: 3, VPT: 5 }]) {
+      ops.setElementwiseTiling(e, t);
+      const y = red.broadcastTo(upload(e, x), to);
+      ops.setElementwiseTiling(e, null);
+      expectClose(await y.read(), expected, TOL.exact, `broadcastTo ${JSON.stringify(t)}`);
+    }
+    expect(expected.data.length).toBeGreaterThan(65_535);
+  });
+});
+
+/** Terms each gradient element of a broadcast from `from` to `to` sums. */
+function dyTerms(from: number[], to: number[]): number {
+  return to.reduce((a, b) => a * b, 1) / Math.max(1, from.reduce((a, b) => a * b, 1));
+}
 
 describe('dispatch past the workgroup-count limit', () => {
   it('folds 70 000 workgroups of 256 threads and fills every element', async () => {
