@@ -2,13 +2,14 @@
 /// <reference types="@webgpu/types" preserve="true" />
 
 export { Engine } from './graph/engine.js';
-export type { RecordSpec, RunStats } from './graph/engine.js';
+export type { RecordSpec, RunStats, Profile } from './graph/engine.js';
 export { Tensor, sizeOf, shapeStr } from './graph/tensor.js';
 export type { Shape, EncodeContext, Node } from './graph/tensor.js';
 export { grad, registerGrad, hasGradRule } from './graph/autodiff.js';
 export type { GradRule, GradContext } from './graph/autodiff.js';
 export { GpuContext, foldWorkgroups, BufferUsage } from './gpu/context.js';
-export type { DispatchSpec, ShaderLoader, BufferRange } from './gpu/context.js';
+export type { DispatchSpec, ShaderLoader, BufferRange, DispatchTiming, TimingSource }
+  from './gpu/context.js';
 export { reflectShader } from './gpu/reflect.js';
 export { setDebug, debugLevel } from './gpu/debug.js';
 export * from './gpu/errors.js';

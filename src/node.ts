@@ -42,7 +42,13 @@ export interface NodeEngineOptions {
    * options are in force for all).
    */
   quietWaits?: boolean | QuietWaitOptions;
-  /** Dawn toggles, passed to create(): e.g. ['enable-dawn-features=...']. */
+  /**
+   * Dawn toggles, passed to create(): e.g. ['enable-dawn-features=...']. The engine adds
+   * timestamp_quantization to the disabled features (to a 'disable-dawn-features=' entry
+   * given here, or as one of its own): Dawn otherwise rounds device timestamps down to
+   * 65.5 us, a browser's defence against timing attacks that a Node process does not need,
+   * and Engine.profile's times would be that coarse.
+   */
   dawnFlags?: string[];
   onLost?: (message: string) => void;
 }
@@ -62,6 +68,19 @@ function vulkanHint(): string {
 
 const instances = new Map<string, GPU>();
 
+const DISABLE = 'disable-dawn-features=';
+
+/** The flags with timestamp_quantization among the disabled Dawn features. */
+export function withPreciseTimestamps(flags: readonly string[]): string[] {
+  const out = [...flags];
+  const i = out.findIndex((f) => f.startsWith(DISABLE));
+  if (i < 0) out.push(`${DISABLE}timestamp_quantization`);
+  else if (!out[i].slice(DISABLE.length).split(',').includes('timestamp_quantization')) {
+    out[i] = `${out[i]}${out[i].length > DISABLE.length ? ',' : ''}timestamp_quantization`;
+  }
+  return out;
+}
+
 /** Creates an engine on the best WebGPU adapter Dawn finds. */
 export async function createEngine(opts: NodeEngineOptions = {}): Promise<Engine> {
   Object.assign(globalThis, globals);
@@ -69,7 +88,7 @@ export async function createEngine(opts: NodeEngineOptions = {}): Promise<Engine
   // set of flags for the whole process: engines made and freed one after another in one
   // process each built and dropped an instance of their own, and now and then the process
   // died in Dawn a few engines later.
-  const flags = opts.dawnFlags ?? [];
+  const flags = withPreciseTimestamps(opts.dawnFlags ?? []);
   const key = JSON.stringify(flags);
   let gpu = instances.get(key);
   if (!gpu) {

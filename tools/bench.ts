@@ -6,9 +6,9 @@ import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { DEFAULT_FASHION_MNIST_DIR } from '../src/data/fashion-node.js';
 import { buildCases, filterCases, type BenchCase } from './bench/cases.js';
-import type { CheckReply, Contestant, FinishReply, InfoReply, PrepareReply, SampleReply,
-  ShapesReply, StepCounters } from './bench/protocol.js';
-import { aggregateKernelLines, fmt, formatCounters, formatProfile, formatTable, makeRow, median,
+import type { CheckReply, Contestant, FinishReply, InfoReply, PrepareReply, ProfileReply,
+  SampleReply, ShapesReply, StepCounters } from './bench/protocol.js';
+import { aggregateKernels, fmt, formatCounters, formatProfile, formatTable, makeRow, median,
   type KernelTime, type Measured, type Row } from './bench/report.js';
 import { torchAvailable, WorkerLink } from './bench/workers.js';
 
@@ -24,7 +24,7 @@ options:
   --only NAMES   only cases whose name contains one of these comma-separated texts
   --quick        fewer cases and rounds (about 2 minutes on 2 cores)
   --json FILE    also write every figure as JSON
-  --no-profile   skip the per-kernel profile of the SwAV step (SWAVGPU_DEBUG=3)
+  --no-profile   skip the per-kernel profile of the SwAV step (Engine.profile)
   --no-peers     ours only
   --images N     training images of the SwAV step case (default 2048)
   --torch-threads N  PyTorch's intra-op threads (default: the faster of 1 and every core,
@@ -252,26 +252,17 @@ function aggregate(name: string, rows: Row[], target: number | null, peers: Cont
   return makeRow({ name: `${name} (${calls} calls/step)`, unit: 'ms', target, detail }, peers);
 }
 
-/** One SwAV step of ours under SWAVGPU_DEBUG=3, its per-kernel lines summed by kernel. */
+/** One SwAV step of ours under Engine.profile, its dispatches summed by op. */
 async function profileStep(c: BenchCase): Promise<{ kernels: KernelTime[]; stepMs: number |
-  null; error?: string }> {
-  const lines: string[] = [];
-  let collect = false;
-  const link = new WorkerLink('ours', {
-    env: { SWAVGPU_DEBUG: '3' },
-    onStderr: (l) => {
-      if (collect) lines.push(l);
-    },
-  });
+  null; source: ProfileReply['source'] | null; error?: string }> {
+  const link = new WorkerLink('ours');
   try {
     await link.ask({ cmd: 'prepare', spec: c.spec, targetMs: 1, maxInner: 1 }, PREPARE_TIMEOUT_MS);
-    collect = true;
-    const s = await link.ask<SampleReply>({ cmd: 'sample' }, PREPARE_TIMEOUT_MS);
-    collect = false;
+    const p = await link.ask<ProfileReply>({ cmd: 'profile' }, PREPARE_TIMEOUT_MS);
     await link.ask({ cmd: 'finish' }, SAMPLE_TIMEOUT_MS);
-    return { kernels: aggregateKernelLines(lines), stepMs: s.ms };
+    return { kernels: aggregateKernels(p.kernels), stepMs: p.ms, source: p.source };
   } catch (e) {
-    return { kernels: aggregateKernelLines(lines), stepMs: null, error: (e as Error).message };
+    return { kernels: [], stepMs: null, source: null, error: (e as Error).message };
   } finally {
     await link.close();
   }
@@ -335,7 +326,7 @@ async function main(): Promise<void> {
     const stepCase = cases.find((c) => c.spec.kind === 'swav-step');
     let profile: Awaited<ReturnType<typeof profileStep>> | null = null;
     if (o.profile && stepCase) {
-      progress('profiling one SwAV step with SWAVGPU_DEBUG=3');
+      progress('profiling one SwAV step (Engine.profile)');
       profile = await profileStep(stepCase);
     }
     clearInterval(loadTimer);
@@ -365,7 +356,7 @@ async function main(): Promise<void> {
     }
     if (counters) console.log(`\n${formatCounters(counters)}`);
     if (profile) {
-      console.log(`\n${formatProfile(profile.kernels, profile.stepMs)}`);
+      console.log(`\n${formatProfile(profile.kernels, profile.stepMs, profile.source)}`);
       if (profile.error) console.log(`  profile stopped early: ${profile.error}`);
     }
     if (o.json) {

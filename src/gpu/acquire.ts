@@ -46,7 +46,11 @@ export async function acquireDevice(gpu: GPU | undefined, opts: AcquireOptions =
     const v = (adapter.limits as unknown as Record<string, number>)[k];
     if (typeof v === 'number') requiredLimits[k] = v;
   }
-  const device = await adapter.requestDevice({ requiredLimits, label: 'swavgpu' });
+  // Timestamp queries serve Engine.profile and SWAVGPU_DEBUG=3; nothing else depends on them.
+  const requiredFeatures: GPUFeatureName[] = adapter.features.has('timestamp-query')
+    ? ['timestamp-query'] : [];
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures,
+    label: 'swavgpu' });
   const i = adapter.info;
   const info = [i?.vendor, i?.architecture, i?.device, i?.description].filter(Boolean).join(' ') ||
     'unknown adapter';
@@ -54,5 +58,6 @@ export async function acquireDevice(gpu: GPU | undefined, opts: AcquireOptions =
   for (const k of RAISED_LIMITS) {
     debug(1, `  ${k} = ${(device.limits as unknown as Record<string, number>)[k]}`);
   }
+  debug(1, `  timestamp queries: ${requiredFeatures.length ? 'yes' : 'no'}`);
   return { adapter, device, info };
 }

@@ -39,7 +39,37 @@ export interface DispatchSpec {
 /** GPUBufferUsage's values; the global exists only once a WebGPU implementation loads. */
 export const BufferUsage = {
   MAP_READ: 1, MAP_WRITE: 2, COPY_SRC: 4, COPY_DST: 8, UNIFORM: 64, STORAGE: 128,
+  QUERY_RESOLVE: 512,
 } as const;
+
+/** One dispatch of a profiled run and the time it took. */
+export interface DispatchTiming {
+  /** The dispatch's label: the op that recorded it (conv2d, batchNorm, ...). */
+  label: string;
+  /** The kernel that ran: `shader:entry{overrides}`. */
+  kernel: string;
+  /** Workgroups dispatched (before folding into two dimensions). */
+  workgroups: number;
+  /**
+   * Milliseconds: between the timestamps the device wrote at the start and end of the
+   * dispatch's own compute pass (source 'device'), or the wall time of submitting it alone
+   * and waiting for it (source 'wall', where the adapter lacks timestamp queries).
+   */
+  ms: number;
+}
+
+/** Where a profile's times come from; see DispatchTiming.ms. */
+export type TimingSource = 'device' | 'wall';
+
+/** What Recorder.submit returns: the readbacks' values and, when profiled, the times. */
+export interface Submitted {
+  reads: Promise<ArrayBuffer>[];
+  /** Per dispatch, in recorded order; null unless the run was profiled. */
+  timings: Promise<DispatchTiming[]> | null;
+}
+
+/** Queries per query set: WebGPU's limit on a set's count. */
+const QUERIES_PER_SET = 4096;
 export const STORAGE_USAGE = BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST;
 
 interface Kernel {
@@ -116,11 +146,17 @@ export class GpuContext {
   autotune = false;
   /** Submissions and readbacks since creation, for the benchmark's per-step counts. */
   readonly counters = { submits: 0, readbacks: 0, dispatches: 0 };
+  /**
+   * Whether profiled runs take device timestamps (the device was created with the
+   * 'timestamp-query' feature), rather than each dispatch's wall time submitted alone.
+   */
+  readonly timestamps: boolean;
 
   constructor(opts: GpuContextOptions) {
     this.device = opts.device;
     this.limits = opts.device.limits;
     this.adapterInfo = opts.adapterInfo;
+    this.timestamps = opts.device.features?.has('timestamp-query') ?? false;
     this.loadShader = opts.loadShader;
     this.pool = new BufferPool(this.device, 'tensor');
     this.uniformPool = new BufferPool(this.device, 'uniforms');
@@ -466,9 +502,13 @@ export class Recorder {
 
   /**
    * Compiles what is needed, encodes everything into one command buffer and submits it.
-   * Returns the readbacks' promises (resolved when the GPU has finished).
+   * Returns the readbacks' promises (resolved when the GPU has finished) and, for a
+   * profiled run, each dispatch's time: with timestamp queries every dispatch gets a
+   * compute pass of its own whose start and end the device stamps, still one submission;
+   * without them each dispatch is submitted alone and awaited (slow: the wall time includes
+   * the submission and the wait).
    */
-  async submit(): Promise<Promise<ArrayBuffer>[]> {
+  async submit(opts: { profile?: boolean } = {}): Promise<Submitted> {
     const ctx = this.ctx;
     ctx.checkAlive(this.label);
     const kernels = new Map<string, Kernel>();
@@ -485,17 +525,20 @@ export class Recorder {
       uniforms = ctx.acquireUniforms(this.uniformBytes);
       device.queue.writeBuffer(uniforms, 0, this.uniformData, 0, this.uniformBytes);
     }
-    const perKernelTiming = debugLevel() >= 3;
+    const profile = opts.profile ?? false;
+    const stamped = profile && ctx.timestamps ? new Stamps(device, this.dispatchCount) : null;
+    const wall: DispatchTiming[] = [];
+    const timed: { label: string; kernel: string; workgroups: number }[] = [];
     let enc = device.createCommandEncoder({ label: this.label });
     let pass: GPUComputePassEncoder | null = null;
-    const flushForTiming = async (name: string) => {
+    const flushForTiming = async (t: Omit<DispatchTiming, 'ms'>) => {
       pass?.end();
       pass = null;
       const t0 = performance.now();
       device.queue.submit([enc.finish()]);
       ctx.counters.submits++;
       await device.queue.onSubmittedWorkDone();
-      debug(3, `${name}: ${(performance.now() - t0).toFixed(3)} ms`, name);
+      wall.push({ ...t, ms: performance.now() - t0 });
       enc = device.createCommandEncoder({ label: this.label });
     };
     for (const c of this.commands) {
@@ -512,12 +555,23 @@ export class Recorder {
             size: r.size } };
         });
         const group = ctx.bindGroup(k, entries);
+        const t = { label: c.spec.label ?? k.key, kernel: k.key,
+          workgroups: c.groups[0] * c.groups[1] * c.groups[2] };
+        if (stamped) {
+          pass?.end();
+          pass = enc.beginComputePass({ label: this.label,
+            timestampWrites: stamped.writes(timed.length) });
+          timed.push(t);
+        }
         pass ??= enc.beginComputePass({ label: this.label });
         pass.setPipeline(k.pipeline);
         pass.setBindGroup(0, group);
         pass.dispatchWorkgroups(...c.groups);
         ctx.counters.dispatches++;
-        if (perKernelTiming) await flushForTiming(c.spec.label ?? k.key);
+        if (stamped) {
+          pass.end();
+          pass = null;
+        } else if (profile) await flushForTiming(t);
       } else {
         pass?.end();
         pass = null;
@@ -528,6 +582,7 @@ export class Recorder {
       }
     }
     (pass as GPUComputePassEncoder | null)?.end();
+    const stampStaging = stamped?.resolve(enc, ctx) ?? null;
     for (const r of this.readbacks) {
       const size = Math.ceil(r.bytes / 4) * 4;
       r.staging = ctx.acquireStaging(size);
@@ -536,6 +591,62 @@ export class Recorder {
     device.queue.submit([enc.finish()]);
     ctx.counters.submits++;
     if (uniforms) ctx.releaseUniforms(uniforms);
-    return this.readbacks.map((r) => ctx.mapStaging(r.staging!, r.bytes));
+    const reads = this.readbacks.map((r) => ctx.mapStaging(r.staging!, r.bytes));
+    let timings: Promise<DispatchTiming[]> | null = null;
+    if (stamped && stampStaging) {
+      timings = ctx.mapStaging(stampStaging, 16 * this.dispatchCount).then((ab) => {
+        const ns = new BigUint64Array(ab);
+        return timed.map((t, i) => ({ ...t, ms: Number(ns[2 * i + 1] - ns[2 * i]) / 1e6 }));
+      }).finally(() => stamped.destroy());
+    } else if (profile) timings = Promise.resolve(wall);
+    return { reads, timings };
+  }
+}
+
+/**
+ * The query sets of a profiled run: two timestamps per dispatch (its pass's start and end),
+ * in sets of QUERIES_PER_SET, resolved into one buffer and read back with the run.
+ */
+class Stamps {
+  private sets: GPUQuerySet[] = [];
+  private resolved: GPUBuffer | null = null;
+
+  constructor(device: GPUDevice, private dispatches: number) {
+    for (let left = 2 * dispatches; left > 0; left -= QUERIES_PER_SET) {
+      this.sets.push(device.createQuerySet({ type: 'timestamp',
+        count: Math.min(left, QUERIES_PER_SET), label: 'profile' }));
+    }
+    if (dispatches > 0) {
+      this.resolved = device.createBuffer({ size: 16 * dispatches, label: 'profile',
+        usage: BufferUsage.QUERY_RESOLVE | BufferUsage.COPY_SRC });
+    }
+  }
+
+  /** The timestampWrites of dispatch i's pass. */
+  writes(i: number): GPUComputePassTimestampWrites {
+    const q = 2 * i;
+    return { querySet: this.sets[Math.floor(q / QUERIES_PER_SET)],
+      beginningOfPassWriteIndex: q % QUERIES_PER_SET,
+      endOfPassWriteIndex: q % QUERIES_PER_SET + 1 };
+  }
+
+  /**
+   * Records the resolve and the copy into a staging buffer (to map once submitted) of every
+   * timestamp, in order; null when the run has no dispatch.
+   */
+  resolve(enc: GPUCommandEncoder, ctx: GpuContext): GPUBuffer | null {
+    if (!this.resolved) return null;
+    for (const [k, set] of this.sets.entries()) {
+      enc.resolveQuerySet(set, 0, set.count, this.resolved, 8 * k * QUERIES_PER_SET);
+    }
+    const bytes = 16 * this.dispatches;
+    const staging = ctx.acquireStaging(bytes);
+    enc.copyBufferToBuffer(this.resolved, 0, staging, 0, bytes);
+    return staging;
+  }
+
+  destroy(): void {
+    for (const s of this.sets) s.destroy();
+    this.resolved?.destroy();
   }
 }

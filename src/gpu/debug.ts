@@ -3,7 +3,7 @@
 //   0  quiet (default)
 //   1  adapter and device limits at start-up; pipeline compilations
 //   2  one line per run: nodes, dispatches, buffers allocated, wall time
-//   3  per-kernel timing (each dispatch submitted and awaited alone: slow, exact)
+//   3  each dispatch's time once its run has finished (Engine.profile's timing)
 //   4  the WGSL text of every pipeline compiled
 //
 // SWAVGPU_DEBUG sets the level in Node; SWAVGPU_DEBUG_FILTER keeps only lines whose

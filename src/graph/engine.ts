@@ -8,8 +8,8 @@
 // after its last consumer is encoded; later dispatches in the same command buffer may
 // reuse it, which WebGPU orders correctly.
 
-import { BufferUsage, GpuContext, STORAGE_USAGE, type BufferRange, type DispatchSpec }
-  from '../gpu/context.js';
+import { BufferUsage, GpuContext, STORAGE_USAGE, type BufferRange, type DispatchSpec,
+  type DispatchTiming, type TimingSource } from '../gpu/context.js';
 import { debug, debugLevel } from '../gpu/debug.js';
 import { DeviceLostError, LimitError, OpArgumentError } from '../gpu/errors.js';
 import { Tensor, sizeOf, shapeStr, type EncodeContext, type Node, type Shape } from './tensor.js';
@@ -35,6 +35,16 @@ export interface RunStats {
   ms: number;
 }
 
+/** What Engine.profile returns. */
+export interface Profile<T> {
+  /** What the profiled function returned. */
+  result: T;
+  /** 'device': timestamps written by the device; 'wall': each dispatch run alone. */
+  source: TimingSource;
+  /** Every dispatch of the profiled runs, in the order they ran. */
+  kernels: DispatchTiming[];
+}
+
 export class Engine {
   readonly gpu: GpuContext;
   private pending: Node[] = [];
@@ -48,6 +58,8 @@ export class Engine {
   /** Stats of the last run, for the benchmark and debug output. */
   lastRun: RunStats = { nodes: 0, dispatches: 0, allocations: 0, ms: 0 };
   private keepAlive: unknown;
+  /** Open profile() calls: each collects the timings of every run submitted meanwhile. */
+  private profilers = new Set<Promise<DispatchTiming[]>[]>();
 
   private onDispose: (() => void) | undefined;
 
@@ -376,7 +388,9 @@ export class Engine {
       }
     }
     const dispatches = rec.dispatchCount;
-    const promises = await rec.submit();
+    const profilers = [...this.profilers];
+    const { reads: promises, timings } = await rec.submit({
+      profile: profilers.length > 0 || debugLevel() >= 3 });
     this.lastRun = {
       nodes: nodes.length, dispatches,
       allocations: this.gpu.pool.stats.allocations - allocs0,
@@ -386,6 +400,15 @@ export class Engine {
       const s = this.lastRun;
       debug(2, `run: ${s.nodes} nodes, ${s.dispatches} dispatches, ${s.allocations} new ` +
         `buffers, encoded in ${s.ms.toFixed(1)} ms`);
+    }
+    if (timings) {
+      for (const p of profilers) p.push(timings);
+      if (debugLevel() >= 3) {
+        const source = this.gpu.timestamps ? 'device' : 'wall, alone';
+        timings.then((ts) => {
+          for (const t of ts) debug(3, `${t.label}: ${t.ms.toFixed(3)} ms (${source})`, t.label);
+        }, () => undefined);
+      }
     }
     return readIdx.map((k) => promises[k].then((ab) => new Float32Array(ab)));
   }
@@ -430,6 +453,29 @@ export class Engine {
   }
 
   /** Waits until everything submitted so far has finished on the GPU. */
+  /**
+   * Runs `fn` and times every dispatch of the runs the engine submits until it returns (or
+   * its promise settles) and those runs are submitted: on adapters with timestamp queries
+   * by the device's own timestamps around each dispatch, the runs still one submission
+   * each (source 'device'); elsewhere each dispatch is submitted alone and awaited (source
+   * 'wall': slower, and each time includes a submission and a wait). Resolves once every
+   * profiled dispatch has finished. Runs of other callers made meanwhile are timed too.
+   */
+  async profile<T>(fn: () => T | Promise<T>): Promise<Profile<T>> {
+    const collected: Promise<DispatchTiming[]>[] = [];
+    this.profilers.add(collected);
+    let result: T;
+    try {
+      result = await fn();
+      // Runs fn scheduled but did not await are profiled too.
+      await this.queue;
+    } finally {
+      this.profilers.delete(collected);
+    }
+    const kernels = (await Promise.all(collected)).flat();
+    return { result, source: this.gpu.timestamps ? 'device' : 'wall', kernels };
+  }
+
   async sync(): Promise<void> {
     await this.queue;
     if (!this.gpu.lost) await this.gpu.device.queue.onSubmittedWorkDone();

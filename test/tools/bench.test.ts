@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { buildCases, filterCases } from '../../tools/bench/cases.js';
 import type { ShapesReply } from '../../tools/bench/protocol.js';
-import { aggregateKernelLines, formatTable, makeRow, median, ratioOf, type Measured }
+import { aggregateKernels, formatProfile, formatTable, makeRow, median, ratioOf, type Measured }
   from '../../tools/bench/report.js';
 
 const run = promisify(execFile);
@@ -56,12 +56,13 @@ describe('bench arithmetic', () => {
     expect(formatTable([times, rates], ['ours', 'tfjs', 'jax'])).toMatch(/1\.50x\s+>=2x MISS/);
   });
 
-  it('sums SWAVGPU_DEBUG=3 timing lines by kernel and ignores other lines', () => {
-    const k = aggregateKernelLines(['[swavgpu] conv2d: 2.5 ms', '[swavgpu] add: 1 ms',
-      '[swavgpu] conv2d: 1.5 ms', '[swavgpu] run: 3 nodes, 4 dispatches, 0 new buffers, ' +
-      'encoded in 1.0 ms', '[swavgpu] compiled conv2d:forward{TM=8}']);
+  it('sums profiled dispatches by the op that recorded them, largest first', () => {
+    const k = aggregateKernels([{ label: 'add', ms: 1 }, { label: 'conv2d', ms: 2.5 },
+      { label: 'conv2d', ms: 1.5 }]);
     expect(k).toEqual([{ kernel: 'conv2d', calls: 2, ms: 4, share: 0.8 },
       { kernel: 'add', calls: 1, ms: 1, share: 0.2 }]);
+    expect(formatProfile(k, 9, 'device')).toMatch(/device timestamps[^]*conv2d\s+2\s+4\.0\s+80\.0%/);
+    expect(formatProfile(k, null, 'wall')).toMatch(/awaited alone; 5\.00 ms of kernels in all\):/);
   });
 
   it('builds a case per conv shape and pass, one per batch-norm shape, and filters by name',

@@ -175,6 +175,15 @@ async function prepareStep(engine: Engine, spec: Extract<CaseSpec, { kind: 'swav
       if (steps === 1) required = requiredBytes(trainer, nodes);
       steps++;
     },
+    async profile() {
+      const t0 = performance.now();
+      const p = await engine.profile(async () => {
+        await trainer.runStep().result;
+        await engine.sync();
+      });
+      return { ms: performance.now() - t0, source: p.source,
+        kernels: p.kernels.map((k) => ({ label: k.label, ms: k.ms })) };
+    },
     counters(): StepCounters {
       const n = Math.max(1, steps - 1);
       return {

@@ -41,6 +41,7 @@ export type Request =
   | { id: number; cmd: 'prepare'; spec: CaseSpec; targetMs: number; maxInner: number }
   | { id: number; cmd: 'sample' }
   | { id: number; cmd: 'check' }
+  | { id: number; cmd: 'profile' }
   | { id: number; cmd: 'finish' }
   | { id: number; cmd: 'shapes' }
   | { id: number; cmd: 'quit' };
@@ -92,6 +93,15 @@ export interface PrepareReply {
   /** The first call (compilation included), ms. */
   firstMs: number;
   note?: string;
+}
+
+/** One operation of the prepared case under Engine.profile (ours only). */
+export interface ProfileReply {
+  /** Wall time of the profiled operation, ms. */
+  ms: number;
+  source: 'device' | 'wall';
+  /** Every dispatch: the op that recorded it and its milliseconds. */
+  kernels: { label: string; ms: number }[];
 }
 
 export interface SampleReply {

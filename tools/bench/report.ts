@@ -136,31 +136,33 @@ export interface KernelTime {
   share: number;
 }
 
-/** Per-kernel lines of SWAVGPU_DEBUG=3 (`[swavgpu] <kernel>: <ms> ms`), summed by kernel. */
-export function aggregateKernelLines(lines: string[]): KernelTime[] {
+/** Profiled dispatches summed by the op that recorded them, largest first. */
+export function aggregateKernels(dispatches: readonly { label: string; ms: number }[]):
+  KernelTime[] {
   const by = new Map<string, { calls: number; ms: number }>();
-  for (const line of lines) {
-    const m = /^\[swavgpu\] (.+): ([0-9.]+) ms$/.exec(line);
-    if (!m) continue;
-    const e = by.get(m[1]) ?? { calls: 0, ms: 0 };
+  for (const d of dispatches) {
+    const e = by.get(d.label) ?? { calls: 0, ms: 0 };
     e.calls++;
-    e.ms += Number(m[2]);
-    by.set(m[1], e);
+    e.ms += d.ms;
+    by.set(d.label, e);
   }
   const total = [...by.values()].reduce((a, e) => a + e.ms, 0);
   return [...by.entries()].map(([kernel, e]) => ({ kernel, ...e, share: e.ms / total }))
     .sort((a, b) => b.ms - a.ms);
 }
 
-export function formatProfile(k: KernelTime[], stepMs: number | null): string {
+export function formatProfile(k: KernelTime[], stepMs: number | null,
+  source: 'device' | 'wall' | null): string {
   const total = k.reduce((a, e) => a + e.ms, 0);
   const w = Math.max(6, ...k.map((e) => e.kernel.length));
   const lines = k.map((e) => `  ${e.kernel.padEnd(w)}  ${String(e.calls).padStart(5)}  ` +
     `${e.ms.toFixed(1).padStart(8)}  ${(100 * e.share).toFixed(1).padStart(5)}%`);
+  const how = source === 'device'
+    ? 'device timestamps around each dispatch, the step one submission'
+    : 'each dispatch submitted and awaited alone';
   return [
-    `where the SwAV step's time goes (SWAVGPU_DEBUG=3: each dispatch submitted and awaited ` +
-      `alone; ${fmt(total)} ms of kernels in all${stepMs === null ? '' : `, the profiled step ` +
-      `took ${fmt(stepMs)} ms`}):`,
+    `where the SwAV step's time goes (Engine.profile: ${how}; ${fmt(total)} ms of kernels in ` +
+      `all${stepMs === null ? '' : `, the profiled step took ${fmt(stepMs)} ms`}):`,
     `  ${'kernel'.padEnd(w)}  calls        ms  share`,
     ...lines,
   ].join('\n');

@@ -2,8 +2,8 @@
 // answering the parent's requests one at a time: prepare a case, time samples, finish.
 
 import { readdirSync, readFileSync } from 'node:fs';
-import type { CaseSpec, CheckReply, Contestant, InfoReply, PrepareReply, Reply, Request,
-  SampleReply, ShapesReply, StepCounters } from './protocol.js';
+import type { CaseSpec, CheckReply, Contestant, InfoReply, PrepareReply, ProfileReply, Reply,
+  Request, SampleReply, ShapesReply, StepCounters } from './protocol.js';
 
 /** One prepared case: run() does one operation and resolves once the device has finished. */
 export interface PreparedOp {
@@ -15,6 +15,8 @@ export interface PreparedOp {
   check?(): Promise<CheckReply>;
   /** Per-step counters (ours, SwAV step only). */
   counters?(): StepCounters;
+  /** One operation with every dispatch timed (ours). */
+  profile?(): Promise<ProfileReply>;
 }
 
 export interface Backend {
@@ -104,6 +106,9 @@ async function main(): Promise<void> {
       case 'check':
         if (!op?.check) throw new Error(`${who} has no check for this case`);
         return op.check();
+      case 'profile':
+        if (!op?.profile) throw new Error(`${who} cannot profile this case`);
+        return op.profile();
       case 'finish': {
         const counters = op?.counters?.();
         if (op) await op.dispose();

@@ -31,7 +31,7 @@ export function torchAvailable(): { ok: boolean; why: string } {
 }
 
 export interface WorkerOptions {
-  /** Extra environment (SWAVGPU_DEBUG for the profile). */
+  /** Extra environment variables of the worker process. */
   env?: Record<string, string>;
   /** Called with each stderr line that is not Dawn's start-up noise. */
   onStderr?: (line: string) => void;
