@@ -61,7 +61,8 @@ describe('bench arithmetic', () => {
       { label: 'conv2d', ms: 1.5 }]);
     expect(k).toEqual([{ kernel: 'conv2d', calls: 2, ms: 4, share: 0.8 },
       { kernel: 'add', calls: 1, ms: 1, share: 0.2 }]);
-    expect(formatProfile(k, 9, 'device')).toMatch(/device timestamps[^]*conv2d\s+2\s+4\.0\s+80\.0%/);
+    expect(formatProfile(k, 9, 'device'))
+      .toMatch(/device timestamps[^]*conv2d\s+2\s+4\.0\s+80\.0%/);
     expect(formatProfile(k, null, 'wall')).toMatch(/awaited alone; 5\.00 ms of kernels in all\):/);
   });
 
