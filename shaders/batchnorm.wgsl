@@ -206,6 +206,16 @@ fn affine(c: u32) -> vec3<f32> {
   return vec3<f32>(saved_mean[c], saved_inv_std[c] * gamma[c], beta[c]);
 }
 
+// ReLU keeps NaN (a NaN input, or statistics made NaN by one): WGSL leaves max() of a NaN
+// to the driver, and lavapipe returns 0, which would hide it. Tested on the bits.
+fn is_nan(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+fn is_nan4(v: vec4<f32>) -> vec4<bool> {
+  return (bitcast<vec4<u32>>(v) & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u);
+}
+
 @compute @workgroup_size(WG)
 fn apply(@builtin(workgroup_id) wid: vec3<u32>,
          @builtin(num_workgroups) nwg: vec3<u32>,
@@ -218,7 +228,7 @@ fn apply(@builtin(workgroup_id) wid: vec3<u32>,
   for (var i = r.x; i < r.y; i++) {
     // x - mean first: exact when x is within a factor 2 of the mean, whatever its size.
     var v = (src[i] - a.x) * a.y + a.z;
-    if (RELU) { v = max(v, 0.0); }
+    if (RELU) { v = select(max(v, 0.0), v, is_nan(v)); }
     y[i] = v;
     if (advance(&p, &c, 1u)) { a = affine(c); }
   }
@@ -241,7 +251,7 @@ fn apply4(@builtin(workgroup_id) wid: vec3<u32>,
   var a = affine(c);
   for (var i = r.x / 4u; i < r.y / 4u; i++) {
     var v = (src4[i] - a.x) * a.y + a.z;
-    if (RELU) { v = max(v, vec4<f32>(0.0)); }
+    if (RELU) { v = select(max(v, vec4<f32>(0.0)), v, is_nan4(v)); }
     y4[i] = v;
     if (advance(&p, &c, 4u)) { a = affine(c); }
   }

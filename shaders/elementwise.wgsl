@@ -46,10 +46,23 @@ fn offset_of(i: u32, strides: vec4<u32>) -> u32 {
   return r * strides.x + i1 * strides.y + i2 * strides.z + i3 * strides.w;
 }
 
+// WGSL leaves max() and min() of a NaN to the driver (lavapipe returns the other operand);
+// maximum, minimum, relu and addRelu give NaN where an operand is NaN, as the references and
+// PyTorch do. Tested on the bits, which no fast-math rewrite can assume away.
+fn is_nan(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
+// max(x, 0), but NaN stays NaN (relu, addRelu).
+fn relu(x: f32) -> f32 {
+  return select(max(x, 0.0), x, is_nan(x));
+}
+
 // Binary ops. 0 add, 1 sub, 2 mul, 3 div, 4 relu backward (a = dy, b = x),
 // 5 maximum, 6 minimum, 7 leaky relu backward (alpha = slope), 8 sigmoid backward
 // (a = dy, b = sigmoid(x)), 9 tanh backward (a = dy, b = tanh(x)), 10 a * alpha + b * beta,
-// 11 relu(a + b) (a residual connection and its activation in one pass).
+// 11 relu(a + b) (a residual connection and its activation in one pass), 12 1 where
+// a >= b else 0 (which operand of maximum or minimum takes the gradient).
 fn binary(x: f32, y: f32) -> f32 {
   switch OP {
     case 0u: { return x + y; }
@@ -57,13 +70,14 @@ fn binary(x: f32, y: f32) -> f32 {
     case 2u: { return x * y; }
     case 3u: { return x / y; }
     case 4u: { return select(0.0, x, y > 0.0); }
-    case 5u: { return max(x, y); }
-    case 6u: { return min(x, y); }
+    case 5u: { return select(max(x, y), x + y, is_nan(x) || is_nan(y)); }
+    case 6u: { return select(min(x, y), x + y, is_nan(x) || is_nan(y)); }
     case 7u: { return select(x * params.alpha, x, y > 0.0); }
     case 8u: { return x * y * (1.0 - y); }
     case 9u: { return x * (1.0 - y * y); }
     case 10u: { return x * params.alpha + y * params.beta; }
-    case 11u: { return max(x + y, 0.0); }
+    case 11u: { return relu(x + y); }
+    case 12u: { return select(0.0, 1.0, x >= y); }
     default: { return 0.0; }
   }
 }
@@ -104,7 +118,7 @@ fn binary_main(@builtin(workgroup_id) wid: vec3<u32>,
 fn unary(x: f32) -> f32 {
   switch OP {
     case 0u: { return -x; }
-    case 1u: { return max(x, 0.0); }
+    case 1u: { return relu(x); }
     case 2u: { return exp(x); }
     case 3u: { return log(x); }
     case 4u: { return sqrt(x); }

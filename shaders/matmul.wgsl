@@ -70,7 +70,10 @@ fn load_b(base: u32, kk: u32, col: u32) -> f32 {
 fn epilogue(v: f32, col: u32) -> f32 {
   var r = v;
   if (params.has_bias != 0u) { r += bias[col]; }
-  if (params.relu != 0u) { r = max(r, 0.0); }
+  // ReLU keeps NaN (WGSL leaves max() of a NaN to the driver; lavapipe returns 0): tested
+  // on the bits.
+  let nan = (bitcast<u32>(r) & 0x7fffffffu) > 0x7f800000u;
+  if (params.relu != 0u) { r = select(max(r, 0.0), r, nan); }
   return r;
 }
 

@@ -34,6 +34,10 @@ fn offset_of(i: u32, shape: vec4<u32>, strides: vec4<u32>) -> u32 {
   return r * strides.x + i1 * strides.y + i2 * strides.z + i3 * strides.w;
 }
 
+fn is_nan(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 // -infinity, made at run time: a constant expression may not be infinite.
 fn neg_inf() -> f32 {
   var bits = 0xff800000u;
@@ -64,7 +68,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
       at = base + offset_of(r, params.red_shape, params.red_strides);
     }
     let v = x[at];
-    if (OP == 1u) { acc = max(acc, v); } else { acc += v; }
+    // max keeps the first NaN (WGSL leaves max() of a NaN to the driver; lavapipe drops it).
+    if (OP == 1u) { acc = select(max(acc, v), acc + v, is_nan(acc) || is_nan(v)); }
+    else { acc += v; }
     k++;
     at += params.red_strides.w;
   }
@@ -73,9 +79,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // The gradient of y = max over the reduced dimensions: dx = dy[o] at the first r (in the
-// order the forward reads them, row-major over the reduced axes) where x equals y[o], zero
-// elsewhere (the host clears dx first). Ties send the whole gradient to that first maximum,
-// as argmax would pick it. One thread per output scans its elements in order.
+// order the forward reads them, row-major over the reduced axes) where x equals y[o] (or
+// both are NaN), zero elsewhere (the host clears dx first). Ties send the whole gradient to
+// that first maximum, as argmax would pick it. One thread per output scans its elements in
+// order.
 @group(0) @binding(3) var<storage, read> y: array<f32>;
 @group(0) @binding(4) var<storage, read> dy: array<f32>;
 
@@ -95,7 +102,7 @@ fn max_grad(@builtin(workgroup_id) wid: vec3<u32>,
       k = 0u;
       at = base + offset_of(r, params.red_shape, params.red_strides);
     }
-    if (x[at] == m) {
+    if (x[at] == m || (is_nan(m) && is_nan(x[at]))) {
       out[at] = dy[o];
       return;
     }

@@ -56,7 +56,7 @@ export function elementwiseTilingOf(engine: Engine): ElementwiseTiling {
 
 export const BINARY = {
   add: 0, sub: 1, mul: 2, div: 3, reluGrad: 4, maximum: 5, minimum: 6, leakyReluGrad: 7,
-  sigmoidGrad: 8, tanhGrad: 9, axpby: 10, addRelu: 11,
+  sigmoidGrad: 8, tanhGrad: 9, axpby: 10, addRelu: 11, geMask: 12,
 } as const;
 export const UNARY = {
   neg: 0, relu: 1, exp: 2, log: 3, sqrt: 4, square: 5, sigmoid: 6, tanh: 7, abs: 8,
@@ -78,7 +78,7 @@ function binaryOp(name: BinaryName, a: Tensor, b: Tensor, alpha = 0, beta = 0): 
   const { WG, VPT } = elementwiseTilingOf(a.engine);
   const [out] = a.engine.record({
     op: name, inputs: [a, b], outputs: [outShape], attrs: { alpha, beta },
-    differentiable: !name.endsWith('Grad'),
+    differentiable: !name.endsWith('Grad') && name !== 'geMask',
     encode: (ctx) => {
       const uniforms = { n, shape: c.shape, a_strides: c.strides[0], b_strides: c.strides[1],
         alpha, beta };
@@ -203,22 +203,23 @@ registerGrad('div', ({ inputs: [a, b], outputs: [y], grads: [g], needs }) => [
   needs[0] ? sumToShape(div(g!, b), a.shape) : null,
   needs[1] ? sumToShape(neg(mul(g!, div(y, b))), b.shape) : null,
 ]);
-// d max(a,b) goes to a where a >= b (ties to a), else to b.
-registerGrad('maximum', ({ inputs: [a, b], grads: [g], needs }) => {
-  const aWins = binaryOp('reluGrad', fillLike(g!, 1), addScalar(sub(a, b), 1e-30));
-  return [
-    needs[0] ? sumToShape(mul(g!, aWins), a.shape) : null,
-    needs[1] ? sumToShape(mul(g!, addScalar(neg(aWins), 1)), b.shape) : null,
-  ];
-});
+// d max(a,b) goes to a where a >= b (ties to a), else to b (a NaN operand included); the
+// comparison itself, not the sign of a - b (which rounds to 0 or overflows).
+registerGrad('maximum', ({ inputs: [a, b], grads: [g], needs }) =>
+  winnerGrads(g!, a, b, binaryOp('geMask', a, b), needs));
 // d min(a,b) goes to a where a <= b (ties to a), else to b.
-registerGrad('minimum', ({ inputs: [a, b], grads: [g], needs }) => {
-  const aWins = binaryOp('reluGrad', fillLike(g!, 1), addScalar(sub(b, a), 1e-30));
+registerGrad('minimum', ({ inputs: [a, b], grads: [g], needs }) =>
+  winnerGrads(g!, a, b, binaryOp('geMask', b, a), needs));
+
+/** dy to a where aWins is 1, to b where it is 0, each summed back to its shape. */
+function winnerGrads(g: Tensor, a: Tensor, b: Tensor, aWins: Tensor, needs: boolean[]):
+  (Tensor | null)[] {
+  const toA = mul(g, aWins);
   return [
-    needs[0] ? sumToShape(mul(g!, aWins), a.shape) : null,
-    needs[1] ? sumToShape(mul(g!, addScalar(neg(aWins), 1)), b.shape) : null,
+    needs[0] ? sumToShape(toA, a.shape) : null,
+    needs[1] ? sumToShape(sub(g, toA), b.shape) : null,
   ];
-});
+}
 // d(alpha a + beta b) = alpha da + beta db
 registerGrad('axpby', ({ inputs: [a, b], grads: [g], attrs }) => [
   sumToShape(scale(g!, attrs.alpha as number), a.shape),

@@ -89,9 +89,9 @@ export const sum = (x: Tensor, axes?: number | readonly number[], keepDims = fal
 export const mean = (x: Tensor, axes?: number | readonly number[], keepDims = false) =>
   reduceOp('mean', x, axes, keepDims);
 /**
- * Maximum over axes. Its gradient goes whole to the first maximal element of each reduced
- * set (row-major order over the reduced axes), as argmax picks it; a NaN maximum passes
- * none (WGSL's max may skip NaN, so the forward need not return it either).
+ * Maximum over axes; NaN where the reduced set holds a NaN (as PyTorch). Its gradient goes
+ * whole to the first maximal element of each reduced set (row-major order over the reduced
+ * axes), as argmax picks it, or to the first NaN.
  */
 export const max = (x: Tensor, axes?: number | readonly number[], keepDims = false) =>
   reduceOp('max', x, axes, keepDims);

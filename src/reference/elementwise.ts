@@ -76,6 +76,26 @@ export function divBackward(dy: RefTensor, a: RefTensor, b: RefTensor): BinaryGr
   return binaryBackward(dy, a, b, (_x, y) => 1 / y, (x, y) => -x / (y * y));
 }
 
+/** The larger of a and b; NaN where either is NaN (as torch.maximum). */
+export function maximum(a: RefTensor, b: RefTensor): RefTensor {
+  return binary(a, b, (x, y) => Math.max(x, y));
+}
+
+// d max(a,b) goes to a where a >= b (ties to a), else to b (a NaN operand included)
+export function maximumBackward(dy: RefTensor, a: RefTensor, b: RefTensor): BinaryGrads {
+  return binaryBackward(dy, a, b, (x, y) => (x >= y ? 1 : 0), (x, y) => (x >= y ? 0 : 1));
+}
+
+/** The smaller of a and b; NaN where either is NaN (as torch.minimum). */
+export function minimum(a: RefTensor, b: RefTensor): RefTensor {
+  return binary(a, b, (x, y) => Math.min(x, y));
+}
+
+// d min(a,b) goes to a where a <= b (ties to a), else to b (a NaN operand included)
+export function minimumBackward(dy: RefTensor, a: RefTensor, b: RefTensor): BinaryGrads {
+  return binaryBackward(dy, a, b, (x, y) => (x <= y ? 1 : 0), (x, y) => (x <= y ? 0 : 1));
+}
+
 /** A unary op as its value and its derivative, both at the input x. */
 interface UnaryRule {
   f: (x: number) => number;
@@ -96,8 +116,8 @@ function sigmoidOf(x: number): number {
 const UNARY = {
   // d(-x) = -1
   neg: { f: (x) => -x, df: () => -1 },
-  // d relu(x) = [x > 0]
-  relu: { f: (x) => (x > 0 ? x : 0), df: (x) => (x > 0 ? 1 : 0) },
+  // d relu(x) = [x > 0]; relu(NaN) = NaN, as PyTorch's (its gradient there is 0)
+  relu: { f: (x) => (x > 0 || Number.isNaN(x) ? x : 0), df: (x) => (x > 0 ? 1 : 0) },
   // d exp(x) = exp(x)
   exp: { f: Math.exp, df: Math.exp },
   // d log(x) = 1/x

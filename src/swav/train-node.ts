@@ -270,8 +270,8 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
     engine.gpu.checkAlive(`step ${trainer.step}`);
     opts.hooks?.beforeStep?.(trainer, trainer.step);
     // Every logEvery steps the parameters come back too, in the step's own submission: a
-    // NaN can hide from the loss (a max() in a kernel drops it), but not from the values
-    // it lands in.
+    // NaN can hide from the loss (a comparison in a kernel, a masked gradient, a reduction
+    // that never reads it), but not from the values it lands in.
     const probing = (trainer.step + 1) % config.logEvery === 0;
     const { step, result, extra } = trainer.runStep(probing ? params.map(([, t]) => t) : []);
     return { step, result: settled(result), params: probing ? settled(extra) : null };
@@ -363,8 +363,8 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
 // ---- NaN diagnosis ----------------------------------------------------------------------
 //
 // Detection is cheap and in three places: the loss of every step, the parameters every
-// logEvery steps (a kernel's max() can drop a NaN, so a loss may stay finite over broken
-// weights), and the whole state at every checkpoint, before it is written. Naming the
+// logEvery steps (a comparison or a mask can drop a NaN, so a loss may stay finite over
+// broken weights), and the whole state at every checkpoint, before it is written. Naming the
 // culprit is left to a replay from the last good state, which costs nothing until a
 // fault happens and, since a replay repeats a run bit for bit, finds the same fault.
 

@@ -309,6 +309,42 @@ describe('batchNorm eval: running statistics', () => {
   });
 });
 
+describe('batchNorm with relu keeps NaN', () => {
+  // Planes of 16 (the vec4 kernel) and of 5 (the scalar one).
+  for (const shape of [[2, 3, 4, 4], [2, 3, 1, 5]]) {
+    it(`training ${JSON.stringify(shape)}: a NaN makes its channel NaN, not 0`, async () => {
+      const e = engine();
+      const x = randomInput(shape, 31);
+      const plane = shape[2] * shape[3];
+      x.data[plane + 2] = NaN; // image 0, channel 1
+      const y = batchNorm(upload(e, x), e.tensor([1, 1, 1], [3]), e.tensor([0, 0, 0], [3]),
+        { training: true, relu: true });
+      const v = await y.read();
+      for (let n = 0; n < shape[0]; n++) {
+        for (let c = 0; c < 3; c++) {
+          const at = v.subarray((n * 3 + c) * plane, (n * 3 + c + 1) * plane);
+          if (c === 1) expect(Array.from(at).every(Number.isNaN)).toBe(true);
+          else expect(Array.from(at).every((t) => t >= 0)).toBe(true);
+        }
+      }
+    });
+  }
+
+  it('eval: only the NaN element is NaN', async () => {
+    const e = engine();
+    const x = e.tensor([-1, NaN, 2, -3, 4, NaN, 0, 1], [2, 4]);
+    const y = batchNorm(x, e.tensor([1, 1, 1, 1], [4]), e.tensor([0, 0, 0, 0], [4]),
+      { training: false, relu: true, runningMean: e.tensor([0, 0, 0, 0], [4]),
+        runningVar: e.tensor([1, 1, 1, 1], [4]) });
+    const v = await y.read();
+    expect(Array.from(v, Number.isNaN)).toEqual([false, true, false, false, false, true, false,
+      false]);
+    const s = 1 / Math.sqrt(1 + 1e-5);
+    expect(Array.from(v).filter((t) => !Number.isNaN(t)).map((t) => t / s))
+      .toEqual([0, 2, 0, 4, 0, 1].map((t) => expect.closeTo(t, 6)));
+  });
+});
+
 describe('batchNorm past 65 535 workgroups', () => {
   it('[2, 4 194 400]: one statistics thread per channel, 65 538 workgroups of 64', async () => {
     const e = engine();

@@ -23,6 +23,8 @@ describe('binary elementwise ops with broadcasting', () => {
     ['sub', ops.sub, R.sub, R.subBackward],
     ['mul', ops.mul, R.mul, R.mulBackward],
     ['div', ops.div, R.div, R.divBackward],
+    ['maximum', ops.maximum, R.maximum, R.maximumBackward],
+    ['minimum', ops.minimum, R.minimum, R.minimumBackward],
   ] as const;
   for (const [name, gpu, fwd, bwd] of cases) {
     for (const [sa, sb] of BROADCASTS) {
@@ -40,6 +42,87 @@ describe('binary elementwise ops with broadcasting', () => {
       });
     }
   }
+});
+
+describe('maximum and minimum', () => {
+  it('NaN in either operand gives NaN; ties and a NaN send the gradient as the reference',
+    async () => {
+      const e = engine();
+      const av = [1, -2, 3, NaN, NaN, 0, 5];
+      const bv = [2, -2, NaN, 0, NaN, -0, 5];
+      const dyv = [10, 20, 30, 40, 50, 60, 70];
+      for (const [name, gpu, fwd, bwd] of [
+        ['maximum', ops.maximum, R.maximum, R.maximumBackward],
+        ['minimum', ops.minimum, R.minimum, R.minimumBackward]] as const) {
+        const a = e.tensor(av, [7], { requiresGrad: true });
+        const b = e.tensor(bv, [7], { requiresGrad: true });
+        const y = gpu(a, b);
+        const [ga, gb] = grad(y, [a, b], { seed: e.tensor(dyv, [7]) });
+        y.keep();
+        const [vy, va, vb] = await e.run([], [y, ga!, gb!]);
+        const [ra, rb, rdy] = [av, bv, dyv].map((v) => R.ref([7], v));
+        const want = bwd(rdy, ra, rb);
+        // compare() never matches a NaN; toEqual does (and -0 is taken as 0 here).
+        const values = (v: ArrayLike<number>) => Array.from(v, (x) => (x === 0 ? 0 : x));
+        expect(values(vy), `${name} forward`).toEqual(values(fwd(ra, rb).data));
+        expect(values(va), `${name} da`).toEqual(values(want.da.data));
+        expect(values(vb), `${name} db`).toEqual(values(want.db.data));
+      }
+    });
+
+  it('values closer than 1e-30 still send the gradient to the larger', async () => {
+    const e = engine();
+    // Differences below 1e-30 (and denormal ones): the old rule tested a - b + 1e-30 > 0.
+    const av = [1.5e-30, 2e-30, 1e-39, -1e-39];
+    const bv = [2e-30, 1.5e-30, 2e-39, -2e-39];
+    const a = e.tensor(av, [4], { requiresGrad: true });
+    const b = e.tensor(bv, [4], { requiresGrad: true });
+    const [ga] = grad(ops.maximum(a, b), [a], { seed: e.tensor([1, 1, 1, 1], [4]) });
+    expect(Array.from(await ga!.read())).toEqual([0, 1, 0, 1]);
+  });
+});
+
+describe('NaN stays NaN through every max and relu', () => {
+  const values = (v: ArrayLike<number>) => Array.from(v, (x) => (x === 0 ? 0 : x));
+
+  it('relu and addRelu: NaN out where NaN goes in; relu\'s gradient there is 0', async () => {
+    const e = engine();
+    const xv = [NaN, -1, 2, -NaN, 0];
+    const x = e.tensor(xv, [5], { requiresGrad: true });
+    const y = ops.relu(x);
+    const [gx] = grad(y, [x], { seed: e.tensor([1, 2, 3, 4, 5], [5]) });
+    y.keep();
+    const [vy, vg] = await e.run([], [y, gx!]);
+    const rx = R.ref([5], xv);
+    expect(values(vy)).toEqual(values(R.relu(rx).data));
+    expect(values(vy)).toEqual([NaN, 0, 2, NaN, 0]);
+    expect(values(vg)).toEqual(values(R.reluBackward(R.ref([5], [1, 2, 3, 4, 5]), rx).data));
+    // The vec4 path (8 values) and the broadcasting one ([4, 1] + [3]).
+    const eight = ops.relu(e.tensor([NaN, -1, 1, NaN, -2, 2, NaN, -3], [8]));
+    expect(values(await eight.read())).toEqual([NaN, 0, 1, NaN, 0, 2, NaN, 0]);
+    const sum = ops.addRelu(e.tensor([1, NaN, -5, 0], [4, 1]), e.tensor([-2, 0, 3], [3]));
+    expect(values(await sum.read())).toEqual([0, 1, 4, NaN, NaN, NaN, 0, 0, 0, 0, 0, 3]);
+  });
+
+  it('max over an axis is NaN where the set holds one, its gradient to the first NaN',
+    async () => {
+      // Rows with NaN first, last, twice, none; the long row takes the two-pass path.
+      for (const [shape, nanAt] of [[[4, 5], [0, 9, 11, 13]], [[2, 3000], [2999, 3001, 5000]]] as
+        [number[], number[]][]) {
+        const x = randomInput(shape, 12);
+        for (const i of nanAt) x.data[i] = NaN;
+        const e = engine();
+        const t = upload(e, x, true);
+        const y = red.max(t, 1);
+        const dyRef = randomInput([shape[0]], 13);
+        const [gx] = grad(y, [t], { seed: upload(e, dyRef) });
+        y.keep();
+        const [vy, vg] = await e.run([], [y, gx!]);
+        expect(values(vy)).toEqual(values(R.max(x, 1).data));
+        expect(values(vg)).toEqual(values(R.maxBackward(dyRef, x, 1).data));
+        expect(vy.some(Number.isNaN)).toBe(true);
+      }
+    });
 });
 
 describe('fused addRelu', () => {

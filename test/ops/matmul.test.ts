@@ -155,6 +155,20 @@ describe('matmul with a fused bias and relu', () => {
   }
 });
 
+describe('matmul with relu keeps NaN', () => {
+  for (const tiling of [REGISTER_TILING, SHARED_TILING]) {
+    it(`a NaN in a row of a makes that row NaN, not 0 (${tiling.variant})`, async () => {
+      const e = engine();
+      // Row 1 of a holds a NaN; every product is negative elsewhere, so relu gives 0 there.
+      const a = e.tensor([1, 1, NaN, 1, 2, 2], [3, 2]);
+      const b = e.tensor([-1, -2, -3, -1, -2, -3], [2, 3]);
+      const y = matmul(a, b, { relu: true, bias: e.tensor([0, 0, 0], [3]), tiling });
+      expect(Array.from(await y.read(), (v) => (v === 0 ? 0 : v)))
+        .toEqual([0, 0, 0, NaN, NaN, NaN, 0, 0, 0]);
+    });
+  }
+});
+
 describe('matmul dispatch past 65535 workgroups', () => {
   // Small workgroups reach the limit at a modest M; the folding is the same for any tiling.
   const tilings: MatmulTiling[] = [

@@ -6,6 +6,7 @@ import {
   type UnaryOpName, add, addBackward, addScalar, addScalarBackward, div, divBackward,
   leakyRelu, leakyReluBackward, mul, mulBackward, relu, reluBackward, scale, scaleBackward,
   sigmoid, sub, subBackward, unary, unaryBackward, unaryOpNames, abs, absBackward, sqrt,
+  maximum, maximumBackward, minimum, minimumBackward,
 } from '../../src/reference/elementwise.js';
 import { mulberry32 } from '../../src/reference/random.js';
 import { type RefTensor, ref, uniform } from '../../src/reference/tensor.js';
@@ -16,6 +17,8 @@ const binaries = [
   ['sub', sub, subBackward],
   ['mul', mul, mulBackward],
   ['div', div, divBackward],
+  ['maximum', maximum, maximumBackward],
+  ['minimum', minimum, minimumBackward],
 ] as const;
 
 // Broadcast pairs that exercise every rule: equal, scalar, leading axes, size-1 in the middle,
@@ -43,6 +46,20 @@ describe('binary forward', () => {
     const y = add(ref([3, 1], [0, 10, 20]), ref([1, 4], [1, 2, 3, 4]));
     expect(y.shape).toEqual([3, 4]);
     expect(Array.from(y.data)).toEqual([1, 2, 3, 4, 11, 12, 13, 14, 21, 22, 23, 24]);
+  });
+
+  it('maximum and minimum: hand values, NaN in either operand gives NaN', () => {
+    const a = ref([4], [1, -2, 3, NaN]);
+    const b = ref([4], [2, -2, NaN, 0]);
+    expect(Array.from(maximum(a, b).data)).toEqual([2, -2, NaN, NaN]);
+    expect(Array.from(minimum(a, b).data)).toEqual([1, -2, NaN, NaN]);
+    // Ties go to a; a NaN comparison is false, so b takes the gradient there.
+    const g = maximumBackward(ref([4], [10, 20, 30, 40]), a, b);
+    expect(Array.from(g.da.data)).toEqual([0, 20, 0, 0]);
+    expect(Array.from(g.db.data)).toEqual([10, 0, 30, 40]);
+    const h = minimumBackward(ref([4], [10, 20, 30, 40]), a, b);
+    expect(Array.from(h.da.data)).toEqual([10, 20, 0, 0]);
+    expect(Array.from(h.db.data)).toEqual([0, 0, 30, 40]);
   });
 
   it('names both shapes when they do not broadcast', () => {
