@@ -132,6 +132,12 @@ const UNARY = {
   tanh: { f: Math.tanh, df: (x) => 1 - Math.tanh(x) ** 2 },
   // d |x| = sign(x), 0 at 0
   abs: { f: Math.abs, df: (x) => Math.sign(x) },
+  // d (1/x) = -1/x^2
+  reciprocal: { f: (x) => 1 / x, df: (x) => -1 / (x * x) },
+  // d sign(x) = 0 (away from 0, where it jumps)
+  sign: { f: Math.sign, df: () => 0 },
+  // d x = 1
+  copy: { f: (x) => x, df: () => 1 },
 } satisfies Record<string, UnaryRule>;
 
 export type UnaryOpName = keyof typeof UNARY;
@@ -181,6 +187,17 @@ export const squareBackward: UnaryBackward = (dy, x) => unaryBackward('square', 
 export const sigmoidBackward: UnaryBackward = (dy, x) => unaryBackward('sigmoid', dy, x);
 export const tanhBackward: UnaryBackward = (dy, x) => unaryBackward('tanh', dy, x);
 export const absBackward: UnaryBackward = (dy, x) => unaryBackward('abs', dy, x);
+
+/** alpha a + beta b, broadcast. */
+export function axpby(alpha: number, a: RefTensor, beta: number, b: RefTensor): RefTensor {
+  return binary(a, b, (x, y) => alpha * x + beta * y);
+}
+
+// d(alpha a + beta b)/da = alpha, /db = beta
+export function axpbyBackward(dy: RefTensor, alpha: number, a: RefTensor, beta: number,
+  b: RefTensor): BinaryGrads {
+  return binaryBackward(dy, a, b, () => alpha, () => beta);
+}
 
 export function scale(x: RefTensor, s: number): RefTensor {
   return mapUnary(x, (v) => v * s);

@@ -44,6 +44,24 @@ describe('binary elementwise ops with broadcasting', () => {
   }
 });
 
+describe('axpby', () => {
+  for (const [sa, sb] of BROADCASTS) {
+    it(`0.75 a - 1.5 b, ${JSON.stringify(sa)} with ${JSON.stringify(sb)}`, async () => {
+      const bigSum = Math.max(sa.reduce((p, q) => p * q, 1), sb.reduce((p, q) => p * q, 1)) * 4;
+      await checkOp(engine(), {
+        name: 'axpby', inputs: [randomInput(sa, 14), randomInput(sb, 15)],
+        gpu: ([x, y]) => ops.axpby(0.75, x, -1.5, y),
+        refForward: ([x, y]) => R.axpby(0.75, x, -1.5, y),
+        refBackward: (dy, [x, y]) => {
+          const g = R.axpbyBackward(dy, 0.75, x, -1.5, y);
+          return [g.da, g.db];
+        },
+        tol: TOL.f32Elementwise, gradTol: TOL.f32Reduction(bigSum, 3),
+      });
+    });
+  }
+});
+
 describe('maximum and minimum', () => {
   it('NaN in either operand gives NaN; ties and a NaN send the gradient as the reference',
     async () => {
@@ -189,15 +207,17 @@ describe('elementwise tilings', () => {
 });
 
 describe('unary elementwise ops', () => {
-  const names = ['neg', 'relu', 'exp', 'log', 'sqrt', 'square', 'sigmoid', 'tanh', 'abs'] as const;
+  const names = ['neg', 'relu', 'exp', 'log', 'sqrt', 'square', 'sigmoid', 'tanh', 'abs',
+    'reciprocal', 'sign', 'copy'] as const;
   for (const name of names) {
     for (const shape of [[1], [13], [4, 257]]) {
       it(`${name} ${JSON.stringify(shape)}`, async () => {
         const x = randomInput(shape, 3, 2);
-        // log and sqrt are taken of positive numbers; relu and abs away from their kink.
+        // log and sqrt are taken of positive numbers; relu, abs and sign away from their
+        // kink, reciprocal away from its pole.
         for (let i = 0; i < x.data.length; i++) {
           if (name === 'log' || name === 'sqrt') x.data[i] = Math.abs(x.data[i]) + 0.5;
-          if (Math.abs(x.data[i]) < 1e-3) x.data[i] = 0.5;
+          if (Math.abs(x.data[i]) < (name === 'reciprocal' ? 0.25 : 1e-3)) x.data[i] = 0.5;
         }
         const fn = ops[name] as (t: import('../../src/node.js').Tensor) =>
           import('../../src/node.js').Tensor;
@@ -210,6 +230,15 @@ describe('unary elementwise ops', () => {
       });
     }
   }
+
+  it('fillLike: the shape of its input, every value the given one, no gradient', async () => {
+    const e = engine();
+    const x = e.tensor(randomInput([3, 17], 5).data, [3, 17], { requiresGrad: true });
+    const y = ops.fillLike(x, -2.5);
+    expect([...y.shape]).toEqual([3, 17]);
+    expect(Array.from(await y.read()).every((v) => v === -2.5)).toBe(true);
+    expect(() => grad(red.mean(y), [x])).toThrow(/does not depend/);
+  });
 
   it('scale, addScalar and leakyRelu', async () => {
     const x = randomInput([5, 7], 4);

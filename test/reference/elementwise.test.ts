@@ -6,7 +6,7 @@ import {
   type UnaryOpName, add, addBackward, addScalar, addScalarBackward, div, divBackward,
   leakyRelu, leakyReluBackward, mul, mulBackward, relu, reluBackward, scale, scaleBackward,
   sigmoid, sub, subBackward, unary, unaryBackward, unaryOpNames, abs, absBackward, sqrt,
-  maximum, maximumBackward, minimum, minimumBackward,
+  maximum, maximumBackward, minimum, minimumBackward, axpby, axpbyBackward,
 } from '../../src/reference/elementwise.js';
 import { mulberry32 } from '../../src/reference/random.js';
 import { type RefTensor, ref, uniform } from '../../src/reference/tensor.js';
@@ -109,6 +109,21 @@ describe('unary ops', () => {
     expectClose(unary('square', ref([1], [-3])).data, [9]);
     expectClose(unary('neg', ref([1], [5])).data, [-5]);
     expectClose(sigmoid(ref([3], [0, Math.log(3), -Math.log(3)])).data, [0.5, 0.75, 0.25]);
+    expectClose(unary('reciprocal', ref([2], [4, -0.5])).data, [0.25, -2]);
+    expect(Array.from(unary('sign', ref([3], [-3, 0, 0.1])).data)).toEqual([-1, 0, 1]);
+    expect(Array.from(axpby(2, ref([2], [1, 2]), -3, ref([1], [10])).data)).toEqual([-28, -26]);
+  });
+
+  it('axpby backward against finite differences, broadcast both ways', () => {
+    for (const [sa, sb] of shapePairs) {
+      const rng = mulberry32(17);
+      const a = uniform(sa, rng, -2, 2);
+      const b = uniform(sb, rng, -2, 2);
+      expectGrads('axpby backward', ([x, y]) => axpby(0.75, x, -1.5, y), [a, b], (dy) => {
+        const g = axpbyBackward(dy, 0.75, a, -1.5, b);
+        return [g.da, g.db];
+      });
+    }
   });
 
   it('sigmoid does not overflow at large |x|', () => {
@@ -130,7 +145,7 @@ describe('unary ops', () => {
       // log and sqrt need positive inputs; relu/abs avoid a band around the kink at 0.
       const positive = op === 'log' || op === 'sqrt';
       const x = positive ? uniform([3, 7], rng, 0.2, 3) : uniform([3, 7], rng, -3, 3);
-      if (op === 'relu' || op === 'abs') {
+      if (op === 'relu' || op === 'abs' || op === 'sign' || op === 'reciprocal') {
         for (let i = 0; i < x.data.length; i++) if (Math.abs(x.data[i]) < 0.01) x.data[i] = 0.5;
       }
       expectGrads(`${op} backward`, ([v]) => unary(op as UnaryOpName, v), [x],
