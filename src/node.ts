@@ -43,11 +43,12 @@ export interface NodeEngineOptions {
    */
   quietWaits?: boolean | QuietWaitOptions;
   /**
-   * Dawn toggles, passed to create(): e.g. ['enable-dawn-features=...']. The engine adds
-   * timestamp_quantization to the disabled features (to a 'disable-dawn-features=' entry
-   * given here, or as one of its own): Dawn otherwise rounds device timestamps down to
-   * 65.5 us, a browser's defence against timing attacks that a Node process does not need,
-   * and Engine.profile's times would be that coarse.
+   * Dawn toggles, passed to create(): e.g. ['enable-dawn-features=...']. Unless they name
+   * timestamp_quantization themselves, the engine adds it to the disabled features (to the
+   * last 'disable-dawn-features=' entry given here, the one Dawn honours, or as one of its
+   * own): Dawn otherwise rounds device timestamps down to 65.5 us, a browser's defence
+   * against timing attacks that a Node process does not need, and Engine.profile's times
+   * would be that coarse.
    */
   dawnFlags?: string[];
   onLost?: (message: string) => void;
@@ -70,14 +71,22 @@ const instances = new Map<string, GPU>();
 
 const DISABLE = 'disable-dawn-features=';
 
-/** The flags with timestamp_quantization among the disabled Dawn features. */
+/**
+ * The flags with timestamp_quantization among the disabled Dawn features: added to the last
+ * 'disable-dawn-features=' entry (the one Dawn honours), or as one of its own; flags that
+ * name timestamp_quantization themselves (enabled or disabled) are left as they are.
+ */
 export function withPreciseTimestamps(flags: readonly string[]): string[] {
   const out = [...flags];
-  const i = out.findIndex((f) => f.startsWith(DISABLE));
+  const named = (f: string) => /^(en|dis)able-dawn-features=/.test(f) &&
+    f.slice(f.indexOf('=') + 1).split(',').includes('timestamp_quantization');
+  if (out.some(named)) return out;
+  let i = -1;
+  out.forEach((f, k) => {
+    if (f.startsWith(DISABLE)) i = k;
+  });
   if (i < 0) out.push(`${DISABLE}timestamp_quantization`);
-  else if (!out[i].slice(DISABLE.length).split(',').includes('timestamp_quantization')) {
-    out[i] = `${out[i]}${out[i].length > DISABLE.length ? ',' : ''}timestamp_quantization`;
-  }
+  else out[i] = `${out[i]}${out[i].length > DISABLE.length ? ',' : ''}timestamp_quantization`;
   return out;
 }
 

@@ -82,7 +82,7 @@ interface Kernel {
 
 type Command =
   | { kind: 'dispatch'; spec: DispatchSpec; entry: EntryInfo; key: string;
-      uniformOffset: number; groups: [number, number, number] }
+      uniformOffset: number; groups: [number, number, number]; requested: number }
   | { kind: 'copy'; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number;
       size: number }
   | { kind: 'clear'; buffer: GPUBuffer; offset: number; size: number };
@@ -413,8 +413,24 @@ export class Recorder {
       const given = spec.bindings[b.name];
       if (!given) throw new BindingError(`${where}: binding '${b.name}' was not given a buffer`);
       const range = 'buffer' in given ? given : { buffer: given as GPUBuffer };
-      const size = range.size ?? range.buffer.size - (range.offset ?? 0);
+      const offset = range.offset ?? 0;
+      const size = range.size ?? range.buffer.size - offset;
       const uniform = b.type === 'uniform';
+      // What WebGPU would reject only when the run is submitted (an invalid bind group, its
+      // error reported later, the run's values left as they were): refused here instead.
+      const align = uniform ? 'minUniformBufferOffsetAlignment'
+        : 'minStorageBufferOffsetAlignment';
+      const alignment = this.ctx.limits[align];
+      if (!Number.isInteger(offset) || offset < 0 || offset % alignment !== 0) {
+        throw new BindingError(`${where}: binding '${b.name}' starts at byte ${offset}, not a ` +
+          `multiple of the adapter's ${align} (${alignment})`);
+      }
+      if (!Number.isInteger(size) || size <= 0 || (!uniform && size % 4 !== 0) ||
+        offset + size > range.buffer.size) {
+        const why = !uniform && size % 4 !== 0 ? ' (a storage binding is whole 4-byte words)' : '';
+        throw new BindingError(`${where}: binding '${b.name}' of ${size} bytes at byte ` +
+          `${offset} does not fit its buffer of ${range.buffer.size} bytes${why}`);
+      }
       const max = uniform ? this.ctx.limits.maxUniformBufferBindingSize
         : this.ctx.limits.maxStorageBufferBindingSize;
       if (size > max) {
@@ -440,8 +456,12 @@ export class Recorder {
         throw new LimitError(`${where}: workgroups [${groups}] exceed ${max} per dimension`);
       }
     }
-    if (groups[0] * groups[1] * groups[2] === 0) return;
-    this.commands.push({ kind: 'dispatch', spec, entry, key: '', uniformOffset, groups });
+    const workgroups = groups[0] * groups[1] * groups[2];
+    if (workgroups === 0) return;
+    // Before folding: a folded grid may hold up to a row of idle workgroups more.
+    const requested = typeof spec.workgroups === 'number' ? spec.workgroups : workgroups;
+    this.commands.push({ kind: 'dispatch', spec, entry, key: '', uniformOffset, groups,
+      requested });
   }
 
   private packUniforms(where: string, binding: string, members: NonNullable<
@@ -555,8 +575,7 @@ export class Recorder {
             size: r.size } };
         });
         const group = ctx.bindGroup(k, entries);
-        const t = { label: c.spec.label ?? k.key, kernel: k.key,
-          workgroups: c.groups[0] * c.groups[1] * c.groups[2] };
+        const t = { label: c.spec.label ?? k.key, kernel: k.key, workgroups: c.requested };
         if (stamped) {
           pass?.end();
           pass = enc.beginComputePass({ label: this.label,

@@ -452,7 +452,6 @@ export class Engine {
     t.state = 'released';
   }
 
-  /** Waits until everything submitted so far has finished on the GPU. */
   /**
    * Runs `fn` and times every dispatch of the runs the engine submits until it returns (or
    * its promise settles) and those runs are submitted: on adapters with timestamp queries
@@ -469,6 +468,10 @@ export class Engine {
       result = await fn();
       // Runs fn scheduled but did not await are profiled too.
       await this.queue;
+    } catch (e) {
+      // Nobody will read these times: a run's failure (a lost device) must not go unhandled.
+      for (const p of collected) p.catch(() => undefined);
+      throw e;
     } finally {
       this.profilers.delete(collected);
     }
@@ -476,6 +479,7 @@ export class Engine {
     return { result, source: this.gpu.timestamps ? 'device' : 'wall', kernels };
   }
 
+  /** Waits until everything submitted so far has finished on the GPU. */
   async sync(): Promise<void> {
     await this.queue;
     if (!this.gpu.lost) await this.gpu.device.queue.onSubmittedWorkDone();

@@ -37,13 +37,14 @@ const engine = useEngine({
 });
 
 function probe(e: ReturnType<typeof engine>, x: ReturnType<ReturnType<typeof engine>['tensor']>,
-  spec: { bindings?: string[]; uniforms?: Record<string, number> }) {
+  spec: { bindings?: string[]; uniforms?: Record<string, number>;
+    src?: { offset?: number; size?: number } }) {
   const [y] = e.record({
     op: 'probe', inputs: [x], outputs: [x.shape],
     encode: (ctx) => {
       const bufs: Record<string, ReturnType<typeof ctx.input>> = {};
       const names = spec.bindings ?? ['src', 'dst'];
-      if (names[0]) bufs[names[0]] = ctx.input(0);
+      if (names[0]) bufs[names[0]] = { ...ctx.input(0), ...spec.src };
       if (names[1]) bufs[names[1]] = ctx.output(0);
       ctx.dispatch({ shader: 'probe', bindings: bufs, uniforms: spec.uniforms ?? {},
         workgroups: 1 });
@@ -181,6 +182,23 @@ describe('errors name what is wrong', () => {
     await expect(probe(e, x, { uniforms: { n: 1, scale: 1, bias: 2 } }).read())
       .rejects.toThrow(/has no member 'bias' \(it has: n, scale\)/);
   });
+
+  it('a binding range WebGPU would refuse at submission: offset, size, past the end',
+    async () => {
+      const e = engine();
+      const x = e.tensor(new Float32Array(200), [200]);
+      const u = { n: 1, scale: 1 };
+      // Pooled buffers hold whole 256-byte blocks: x's holds 1 024 bytes.
+      await expect(probe(e, x, { uniforms: u, src: { offset: 4, size: 16 } }).read())
+        .rejects.toThrow(/'src' starts at byte 4, not a multiple of the adapter's minStorage/);
+      await expect(probe(e, x, { uniforms: u, src: { offset: 0, size: 6 } }).read())
+        .rejects.toThrow(/binding 'src' of 6 bytes at byte 0 does not fit .*whole 4-byte words/);
+      await expect(probe(e, x, { uniforms: u, src: { offset: 256, size: 4096 } }).read())
+        .rejects.toThrow(/binding 'src' of 4096 bytes at byte 256 does not fit its buffer of/);
+      // The engine is fine afterwards, and an aligned range within the buffer works.
+      const y = probe(e, e.tensor([3, 4], [2]), { uniforms: { n: 2, scale: 2 } });
+      expect(Array.from(await y.read())).toEqual([6, 8]);
+    });
 
   it('shapes that do not broadcast, before any GPU work', () => {
     const e = engine();

@@ -5,10 +5,10 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createEngine, setDebug, type Engine, type Tensor } from '../../src/node.js';
 import { withPreciseTimestamps } from '../../src/node.js';
-import { addScalar, relu } from '../../src/ops/elementwise.js';
+import { addScalar, relu, setElementwiseTiling } from '../../src/ops/elementwise.js';
 import { conv2d } from '../../src/ops/conv.js';
 import { matmul } from '../../src/ops/matmul.js';
-import { sum } from '../../src/ops/reduce.js';
+import { broadcastTo, sum } from '../../src/ops/reduce.js';
 import { dispatchedEntries, useEngine } from '../helpers/gpu.js';
 
 const engine = useEngine();
@@ -148,6 +148,43 @@ describe('Engine.profile with timestamp queries', () => {
   });
 });
 
+describe('Engine.profile and failures', () => {
+  it('reports workgroups as asked, before folding past 65 535', async () => {
+    const e = engine();
+    const x = e.tensor([1], [1]);
+    setElementwiseTiling(e, { WG: 1, VPT: 1 });
+    try {
+      const p = await e.profile(() => e.run([], [broadcastTo(x, [65_537])]));
+      expect(p.kernels.map((k) => k.workgroups)).toEqual([65_537]);
+    } finally {
+      setElementwiseTiling(e, null);
+    }
+  });
+
+  it('a device lost under a profile whose function throws leaves nothing unhandled',
+    async () => {
+      const e = await createEngine();
+      const unhandled: unknown[] = [];
+      const onUnhandled = (r: unknown) => unhandled.push(r);
+      process.on('unhandledRejection', onUnhandled);
+      try {
+        const { build } = chain(e);
+        await expect(e.profile(async () => {
+          const run = e.run([], build());
+          await e.flush();
+          e.gpu.device.destroy();
+          await run.catch(() => undefined);
+          throw new Error('user code failed');
+        })).rejects.toThrow('user code failed');
+        await new Promise((r) => setTimeout(r, 50));
+        expect(unhandled).toEqual([]);
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+        await e.dispose();
+      }
+    });
+});
+
 describe('Engine.profile without timestamp queries', () => {
   it('runs each dispatch alone and reports wall times; the values are the same', async () => {
     const e = await createEngine();
@@ -179,5 +216,10 @@ describe('withPreciseTimestamps', () => {
       ['disable-dawn-features=a,b,timestamp_quantization']);
     expect(withPreciseTimestamps(['disable-dawn-features='])).toEqual([q]);
     expect(withPreciseTimestamps([q])).toEqual([q]);
+    // Dawn honours the last of several entries; flags that name it themselves stay.
+    expect(withPreciseTimestamps(['disable-dawn-features=a', 'disable-dawn-features=b']))
+      .toEqual(['disable-dawn-features=a', 'disable-dawn-features=b,timestamp_quantization']);
+    expect(withPreciseTimestamps(['enable-dawn-features=timestamp_quantization']))
+      .toEqual(['enable-dawn-features=timestamp_quantization']);
   });
 });
