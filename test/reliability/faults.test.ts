@@ -1,7 +1,7 @@
-// Faults during training: a NaN or infinity (in the loss, in a gradient the loss hides, or
-// written into a parameter from outside) stops the run with the step and the first tensor
-// that went bad, and no checkpoint is written after it; a lost device stops it with a
-// clear message, the checkpoint kept, and --resume continues on a new device.
+// Faults during training: a NaN or infinity (in the loss, in a state the loss does not
+// show yet, or written into a parameter from outside) stops the run with the step and the
+// first tensor that went bad, and no checkpoint is written after it; a lost device stops it
+// with a clear message, the checkpoint kept, and --resume continues on a new device.
 
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +12,7 @@ import { checkpointStep, findLatestCheckpoint } from '../../src/io/checkpoint-no
 import { defaultConfig, validateConfig, type SwavConfig } from '../../src/swav/config.js';
 import { firstNonFinite } from '../../src/swav/checkpoint-node.js';
 import { trainSwav, TrainingError, type TrainOptions } from '../../src/swav/train-node.js';
+import type { SwavTrainer } from '../../src/swav/trainer.js';
 import { useEngine } from '../helpers/gpu.js';
 import { writeSyntheticMnist } from './synthetic.js';
 
@@ -47,37 +48,43 @@ function checkpointSteps(dir: string): number[] {
 }
 
 describe('a NaN or infinity stops training', () => {
-  it('an overflowing gradient the loss hides: found by the parameter check, named', async () => {
-    // T = 1e-37 makes d loss / d scores ~ 1/T: the backward overflows at step 0, the
-    // weights go to infinity, and at step 1 the batch norm statistics turn NaN. The loss
-    // stays finite throughout (a max() in a kernel drops the NaN), so only the
-    // parameter check (every logEvery = 2 steps) can see it.
-    const { out, error } = await failingRun({ temperature: 1e-37 });
-    expect(error.message).toMatch(/^training stopped at step 1: parameter \S+ holds NaN at /);
-    expect(error.message).toMatch(/\(the loss, [\d.e+]+, was finite\)/);
-    expect(error.message).toMatch(/The first non-finite value came at step 1, in batchNorm#\d+ /);
-    // A batch norm after a convolution whose output overflowed: named with its layer.
-    expect(error.message).toMatch(
-      /inputs: conv2d#\d+ \[16, 2, 16, 16\], backbone\.\S+\.weight, backbone\.\S+\.bias\)/);
-    expect(error.details.step).toBe(1);
-    expect(error.details.tensor).toMatch(/^batchNorm#\d+ \[[\d, ]+\]$/);
+  // A NaN in the optimizer's state (momentum) at step 3: that step's update makes a
+  // parameter NaN after its loss was computed, so the loss of step 3 is still finite; only
+  // the parameter check (every logEvery = 2 steps: after steps 1, 3, ...) or the check of the
+  // state before a checkpoint can see it in that step.
+  const poisonMomentum = { hooks: { beforeStep: (trainer: SwavTrainer, step: number) => {
+    if (step !== 3) return;
+    const t = trainer.optimizer.state()['optim.backbone.layer1.0.conv1.weight.momentum_buffer'];
+    t.write(Float32Array.from({ length: t.size }, (_, i) => (i === 2 ? NaN : 0)));
+  } } };
+
+  it('a NaN the loss does not show yet: found by the parameter check, named', async () => {
+    const { out, error } = await failingRun({}, poisonMomentum);
+    expect(error.message).toMatch(new RegExp('^training stopped at step 3: parameter ' +
+      'backbone\\.layer1\\.0\\.conv1\\.weight holds NaN at element 2 after it ' +
+      '\\(the loss, [\\d.e+-]+, was finite\\)'));
+    expect(error.message).toContain('The first non-finite value came at step 3, in ' +
+      'optim.backbone.layer1.0.conv1.weight.momentum_buffer: it held NaN at element 2 before ' +
+      'any op of the step ran');
+    expect(error.details.step).toBe(3);
+    expect(error.details.tensor).toBe('optim.backbone.layer1.0.conv1.weight.momentum_buffer');
     expect(error.message).toMatch(/The last good checkpoint is none \(none was written\)$/);
     expect(checkpointSteps(out)).toEqual([]);
   });
 
   it('the same fault with a checkpoint after every step: the bad state is never saved',
     async () => {
-      const { out, error } = await failingRun({ temperature: 1e-37, checkpointEvery: 1,
-        logEvery: 100 });
-      // Found when reading the state for the checkpoint after step 1, which is not written.
-      expect(error.message).toMatch(/^training stopped at step 1: \S+ holds NaN at element \d+ /);
+      const { out, error } = await failingRun({ checkpointEvery: 1, logEvery: 100 },
+        poisonMomentum);
+      // Found when reading the state for the checkpoint after step 3, which is not written.
+      expect(error.message).toMatch(/^training stopped at step 3: \S+ holds NaN at element \d+ /);
       expect(error.message).toMatch(/found when reading it for a checkpoint/);
-      expect(error.message).toMatch(/in batchNorm#\d+/);
-      expect(checkpointSteps(out)).toEqual([1]);
+      expect(error.message).toContain('in optim.backbone.layer1.0.conv1.weight.momentum_buffer');
+      expect(checkpointSteps(out)).toEqual([1, 2, 3]);
       expect(error.message).toContain(`last good checkpoint is ${join(out,
-        'ckpt-000001.safetensors')}`);
+        'ckpt-000003.safetensors')}`);
       const latest = await findLatestCheckpoint(out);
-      expect(latest?.step).toBe(1);
+      expect(latest?.step).toBe(3);
       expect(firstNonFinite(latest!.tensors)).toBeNull();
     });
 
