@@ -416,6 +416,12 @@ export class Recorder {
       const offset = range.offset ?? 0;
       const size = range.size ?? range.buffer.size - offset;
       const uniform = b.type === 'uniform';
+      const usage = uniform ? BufferUsage.UNIFORM : BufferUsage.STORAGE;
+      if (!(range.buffer.usage & usage) || range.buffer.mapState !== 'unmapped') {
+        throw new BindingError(`${where}: binding '${b.name}' needs an unmapped buffer made ` +
+          `with ${uniform ? 'UNIFORM' : 'STORAGE'} usage; this one has usage ` +
+          `${range.buffer.usage} and is ${range.buffer.mapState}`);
+      }
       // What WebGPU would reject only when the run is submitted (an invalid bind group, its
       // error reported later, the run's values left as they were): refused here instead.
       const align = uniform ? 'minUniformBufferOffsetAlignment'
@@ -441,6 +447,26 @@ export class Recorder {
       if (uniform && size < b.size) {
         throw new BindingError(`${where}: uniform binding '${b.name}' is ${size} bytes; the ` +
           `shader declares ${b.size}`);
+      }
+    }
+    // A buffer written through one binding and bound again, overlapping, in the same dispatch:
+    // WebGPU refuses the whole command buffer at submission.
+    const ranges = entry.bindings.filter((b) => !b.members).map((b) => {
+      const given = spec.bindings[b.name];
+      const r = 'buffer' in given ? given : { buffer: given as GPUBuffer };
+      const offset = r.offset ?? 0;
+      return { name: b.name, buffer: r.buffer, offset,
+        end: offset + (r.size ?? r.buffer.size - offset), writable: b.type === 'storage' };
+    });
+    for (const [i, p] of ranges.entries()) {
+      for (const q of ranges.slice(i + 1)) {
+        if (p.buffer === q.buffer && (p.writable || q.writable) && p.offset < q.end &&
+          q.offset < p.end) {
+          throw new BindingError(`${where}: bindings '${p.name}' and '${q.name}' overlap in ` +
+            `one buffer (bytes ${Math.max(p.offset, q.offset)} to ${Math.min(p.end, q.end)}) ` +
+            `and '${p.writable ? p.name : q.name}' is written: WebGPU allows no such aliasing ` +
+            `within a dispatch (write to a separate output)`);
+        }
       }
     }
     if (uniformOffset < 0 && spec.uniforms && Object.keys(spec.uniforms).length) {

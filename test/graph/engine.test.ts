@@ -200,6 +200,36 @@ describe('errors name what is wrong', () => {
       expect(Array.from(await y.read())).toEqual([6, 8]);
     });
 
+  it('a written binding that overlaps another of the same buffer, before any GPU work',
+    async () => {
+      const e = engine();
+      const x = e.tensor([1, 2, 3], [3]);
+      const [y] = e.record({ op: 'inPlace', inputs: [x], outputs: [[3]], encode: (ctx) =>
+        ctx.dispatch({ shader: 'probe', bindings: { src: ctx.input(0), dst: ctx.input(0) },
+          uniforms: { n: 3, scale: 2 }, workgroups: 1 }) });
+      await expect(y.read()).rejects.toThrow(new RegExp("inPlace \\(probe\\.wgsl:main\\): " +
+        "bindings 'src' and 'dst' overlap in one buffer \\(bytes 0 to 12\\) and 'dst' is written"));
+      expect(Array.from(await x.read())).toEqual([1, 2, 3]);
+    });
+
+  it('a buffer without the binding\'s usage, or mapped, before any GPU work', async () => {
+    const e = engine();
+    const x = e.tensor([1, 2, 3], [3]);
+    // Buffers made outside the engine: without STORAGE usage, and one mapped for reading.
+    const plain = e.gpu.device.createBuffer({ size: 256, usage: 8 /* COPY_DST */ });
+    const mapped = e.gpu.device.createBuffer({ size: 256, usage: 128 /* STORAGE */,
+      mappedAtCreation: true });
+    const use = (src: GPUBuffer) => e.record({ op: 'foreign', inputs: [x], outputs: [[3]],
+      encode: (ctx) => ctx.dispatch({ shader: 'probe', bindings: { src, dst: ctx.output(0) },
+        uniforms: { n: 3, scale: 2 }, workgroups: 1 }) })[0];
+    await expect(use(plain).read()).rejects.toThrow(new RegExp("binding 'src' needs an " +
+      'unmapped buffer made with STORAGE usage; this one has usage 8 and is unmapped'));
+    await expect(use(mapped).read()).rejects.toThrow(/usage 128 and is mapped/);
+    expect(Array.from(await x.read())).toEqual([1, 2, 3]);
+    plain.destroy();
+    mapped.destroy();
+  });
+
   it('shapes that do not broadcast, before any GPU work', () => {
     const e = engine();
     const submits = e.gpu.counters.submits;
