@@ -25,7 +25,15 @@ export interface PoolStats {
 }
 
 export class BufferPool {
+  /**
+   * Free buffers per size and usage, newest first: acquire takes the oldest, so that a step
+   * that acquires and releases in the same order as the step before gets the same buffers
+   * again, whatever order the last step's buffers came back in (and its bind groups, cached
+   * by buffer, are found again instead of made anew).
+   */
   private free = new Map<string, GPUBuffer[]>();
+  private serial = new WeakMap<GPUBuffer, number>();
+  private nextSerial = 0;
   private sizes = new WeakMap<GPUBuffer, number>();
   private all = new Set<GPUBuffer>();
   readonly stats: PoolStats = {
@@ -41,6 +49,7 @@ export class BufferPool {
     if (!buf) {
       buf = this.device.createBuffer({ size, usage, label: `${this.label}:${size}` });
       this.sizes.set(buf, size);
+      this.serial.set(buf, this.nextSerial++);
       this.all.add(buf);
       this.stats.allocations++;
       this.stats.totalBytes += size;
@@ -58,7 +67,16 @@ export class BufferPool {
     const key = `${size}:${buf.usage}`;
     let list = this.free.get(key);
     if (!list) this.free.set(key, (list = []));
-    list.push(buf);
+    // Sorted by serial, descending: the oldest at the end, where acquire pops.
+    const n = this.serial.get(buf)!;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.serial.get(list[mid])! > n) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, buf);
     this.stats.live--;
     this.stats.liveBytes -= size;
   }

@@ -121,6 +121,38 @@ describe('executor', () => {
       }
     });
 
+  it('reuses every bind group in later steps whose buffers come back in another order',
+    async () => {
+      const e = engine();
+      const device = e.gpu.device;
+      let made = 0;
+      const create = device.createBindGroup.bind(device);
+      device.createBindGroup = (d: GPUBindGroupDescriptor) => {
+        made++;
+        return create(d);
+      };
+      try {
+        const w = e.param(new Float32Array(64).fill(0.5), [8, 8], 'w2');
+        // Intermediates die in an order other than their birth (a outlives b and c), and
+        // the two read tensors return to the pool after them.
+        const step = async (k: number) => {
+          const a = ops.addScalar(w, k);
+          const b = ops.mul(a, w);
+          const c = ops.addScalar(b, 1);
+          const d = ops.mul(c, a);
+          const [vb, vd] = await e.run([], [b, d]);
+          return [vb[0], vd[0]];
+        };
+        expect(await step(1)).toEqual([0.75, 2.625]);
+        expect(await step(2)).toEqual([1.25, 5.625]);
+        const settled = made;
+        for (let k = 3; k < 8; k++) await step(k);
+        expect(made).toBe(settled);
+      } finally {
+        device.createBindGroup = create;
+      }
+    });
+
   it('keeps every dispatch\'s uniforms its own within one command buffer', async () => {
     const e = engine();
     const x = e.tensor([1, 1, 1, 1], [4]);
