@@ -427,9 +427,17 @@ export class Recorder {
       const align = uniform ? 'minUniformBufferOffsetAlignment'
         : 'minStorageBufferOffsetAlignment';
       const alignment = this.ctx.limits[align];
-      if (!Number.isInteger(offset) || offset < 0 || offset % alignment !== 0) {
+      if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0) {
+        throw new BindingError(`${where}: binding '${b.name}' has offset ${String(offset)}, ` +
+          'not a byte count (a non-negative integer)');
+      }
+      if (offset % alignment !== 0) {
         throw new BindingError(`${where}: binding '${b.name}' starts at byte ${offset}, not a ` +
           `multiple of the adapter's ${align} (${alignment})`);
+      }
+      if (Number.isInteger(size) && size > 0 && size < b.minSize) {
+        throw new BindingError(`${where}: binding '${b.name}' is ${size} bytes, fewer than ` +
+          `the ${b.minSize} its type needs (a runtime-sized array counts one element)`);
       }
       if (!Number.isInteger(size) || size <= 0 || (!uniform && size % 4 !== 0) ||
         offset + size > range.buffer.size) {

@@ -2,7 +2,7 @@
 // offset or binding index is ever written twice (once in WGSL, once in TypeScript).
 
 import { WgslReflect } from 'wgsl_reflect/wgsl_reflect.module.js';
-import type { TypeInfo } from 'wgsl_reflect';
+import type { ArrayInfo, StructInfo, TypeInfo } from 'wgsl_reflect';
 import { ShaderError } from './errors.js';
 
 /** A scalar or vector member of a uniform struct, located by byte offset. */
@@ -23,6 +23,24 @@ export interface BindingInfo {
   /** For uniforms: the struct layout; byte size is `size`. */
   members?: UniformMember[];
   size: number;
+  /**
+   * Fewest bytes a bound range may hold: the type's size, a runtime-sized array counted as
+   * one element (WebGPU refuses shorter ranges when the run is submitted).
+   */
+  minSize: number;
+}
+
+/**
+ * The bytes a binding of type `t` needs at least: its size, with a runtime-sized array (alone
+ * or ending a struct) as one element (not rounded up to the struct's alignment: never more
+ * than WebGPU's own minimum, so no valid range is refused).
+ */
+function minBindingSize(t: TypeInfo, size: number): number {
+  const runtime = (u: TypeInfo | null | undefined) => u?.isArray && (u as ArrayInfo).count === 0;
+  if (runtime(t)) return (t as ArrayInfo).stride;
+  const last = t.isStruct ? (t as StructInfo).members.at(-1) : undefined;
+  if (last && runtime(last.type)) return last.offset + (last.type as ArrayInfo).stride;
+  return size;
 }
 
 export interface EntryInfo {
@@ -80,6 +98,7 @@ export function reflectShader(file: string, source: string): ShaderInfo {
       }
       const info: BindingInfo = {
         name: r.name, group: r.group, binding: r.binding, type, size: r.size,
+        minSize: minBindingSize(r.type, r.size),
       };
       // A uniform struct is the entry's parameter block, packed by the recorder; any other
       // uniform (an array of vec4) is a data buffer the caller binds by name.

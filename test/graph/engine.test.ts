@@ -22,6 +22,13 @@ const engine = useEngine({
       '  out[i] = i;',
       '}',
     ].join('\n'),
+    // Reads vec4s: a bound range needs at least one.
+    probe4: [
+      '@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;',
+      '@group(0) @binding(1) var<storage, read_write> dst: array<f32>;',
+      '@compute @workgroup_size(1)',
+      'fn main() { dst[0] = src[0].x + 1.0; }',
+    ].join('\n'),
     // Valid WGSL that the tests bind wrongly on purpose.
     probe: [
       'struct Params { n: u32, scale: f32 }',
@@ -227,6 +234,13 @@ describe('errors name what is wrong', () => {
         .rejects.toThrow(/binding 'src' of 6 bytes at byte 0 does not fit .*whole 4-byte words/);
       await expect(probe(e, x, { uniforms: u, src: { offset: 256, size: 4096 } }).read())
         .rejects.toThrow(/binding 'src' of 4096 bytes at byte 256 does not fit its buffer of/);
+      await expect(probe(e, x, { uniforms: u, src: { offset: '256' as never, size: 16 } })
+        .read()).rejects.toThrow(/binding 'src' has offset 256, not a byte count/);
+      const [z] = e.record({ op: 'short', inputs: [x], outputs: [[1]], encode: (ctx) =>
+        ctx.dispatch({ shader: 'probe4', bindings: { src: { ...ctx.input(0), size: 8 },
+          dst: ctx.output(0) }, workgroups: 1 }) });
+      await expect(z.read()).rejects.toThrow(new RegExp("short \\(probe4\\.wgsl:main\\): " +
+        "binding 'src' is 8 bytes, fewer than the 16 its type needs"));
       // The engine is fine afterwards, and an aligned range within the buffer works.
       const y = probe(e, e.tensor([3, 4], [2]), { uniforms: { n: 2, scale: 2 } });
       expect(Array.from(await y.read())).toEqual([6, 8]);
