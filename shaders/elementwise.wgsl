@@ -47,8 +47,8 @@ fn offset_of(i: u32, strides: vec4<u32>) -> u32 {
 }
 
 // WGSL leaves max() and min() of a NaN to the driver (lavapipe returns the other operand);
-// maximum, minimum, relu and addRelu give NaN where an operand is NaN, as the references and
-// PyTorch do. Tested on the bits, which no fast-math rewrite can assume away.
+// maximum, minimum, relu, addRelu and sign give NaN where an operand is NaN, as the
+// references and PyTorch do. Tested on the bits, which no fast-math rewrite can assume away.
 fn is_nan(v: f32) -> bool {
   return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
 }
@@ -135,7 +135,7 @@ fn unary(x: f32) -> f32 {
     case 11u: { return x; }
     case 12u: { return params.alpha; }
     case 13u: { return 1.0 / x; }
-    case 14u: { return sign(x); }
+    case 14u: { return select(sign(x), x, is_nan(x)); }
     default: { return 0.0; }
   }
 }

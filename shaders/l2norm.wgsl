@@ -40,7 +40,8 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
     s += v * v;
   }
   let n = sqrt(s);
-  let d = max(n, params.eps);
+  // A NaN norm stays NaN (WGSL leaves max() of a NaN to the driver; lavapipe returns eps).
+  let d = select(max(n, params.eps), n, (bitcast<u32>(n) & 0x7fffffffu) > 0x7f800000u);
   for (var j = 0u; j < params.D; j++) { y[base + j] = x[base + j] / d; }
   norm[r] = n;
 }

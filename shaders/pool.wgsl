@@ -27,6 +27,11 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 
+// On the bits: `v != v` is folded to false by the driver (lavapipe), dropping the NaN.
+fn is_nan(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 fn thread_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
   return (wid.x + wid.y * nwg.x) * WG + lid;
 }
@@ -87,7 +92,7 @@ fn avg_backward(@builtin(workgroup_id) wid: vec3<u32>,
 
 // One thread per output row (n, c, oh), its windows in order. The first maximum in
 // row-major window order (strict >); padding never takes part. A NaN wins and stays, as in
-// PyTorch, where the compiler keeps NaN comparisons.
+// PyTorch.
 @compute @workgroup_size(WG)
 fn max_forward(@builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>,
@@ -109,7 +114,7 @@ fn max_forward(@builtin(workgroup_id) wid: vec3<u32>,
         if (w < 0 || w >= i32(params.W)) { continue; }
         let k = h * i32(params.W) + w;
         let v = mx[base + u32(k)];
-        if (arg < 0 || v > best || (v != v && best == best)) {
+        if (arg < 0 || v > best || (is_nan(v) && !is_nan(best))) {
           best = v;
           arg = k;
         }

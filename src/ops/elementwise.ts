@@ -140,6 +140,8 @@ export const maximum = (a: Tensor, b: Tensor) => binaryOp('maximum', a, b);
 export const minimum = (a: Tensor, b: Tensor) => binaryOp('minimum', a, b);
 /** relu(a + b) in one pass (a residual connection and its activation; broadcasts). */
 export const addRelu = (a: Tensor, b: Tensor) => binaryOp('addRelu', a, b);
+/** dy where x > 0, else 0: relu's gradient (no gradient of its own). */
+export const reluGrad = (dy: Tensor, x: Tensor) => binaryOp('reluGrad', dy, x);
 /** alpha * a + beta * b (same shapes or broadcast). */
 export const axpby = (alpha: number, a: Tensor, beta: number, b: Tensor) =>
   binaryOp('axpby', a, b, checkFinite('axpby', 'alpha', alpha), checkFinite('axpby', 'beta', beta));

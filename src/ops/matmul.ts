@@ -4,7 +4,7 @@ import { isCpuAdapter } from '../gpu/acquire.js';
 import type { GpuContext } from '../gpu/context.js';
 import { registerGrad } from '../graph/autodiff.js';
 import { Tensor, shapeStr } from '../graph/tensor.js';
-import { mul, sign } from './elementwise.js';
+import { reluGrad } from './elementwise.js';
 import { reshape, sum, sumToShape } from './reduce.js';
 import { checkRank, checkTensor, fail } from './util.js';
 
@@ -161,7 +161,8 @@ registerGrad('matmul', ({ inputs, outputs: [y], grads: [gy], attrs, needs }) => 
   const tA = attrs.transA as boolean;
   const tB = attrs.transB as boolean;
   const tiling = attrs.tiling as MatmulTiling;
-  const dz = attrs.relu ? mul(gy!, sign(y)) : gy!;
+  // dy where y > 0, else 0 (not dy sign(y): an infinite dy at a dead unit made NaN there).
+  const dz = attrs.relu ? reluGrad(gy!, y) : gy!;
   const mm = (x: Tensor, w: Tensor, transA: boolean, transB: boolean) =>
     matmul(x, w, { transA, transB, tiling });
   let da: Tensor | null = null;

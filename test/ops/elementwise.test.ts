@@ -122,6 +122,17 @@ describe('NaN stays NaN through every max and relu', () => {
     expect(values(await sum.read())).toEqual([0, 1, 4, NaN, NaN, NaN, 0, 0, 0, 0, 0, 3]);
   });
 
+  it('sign of NaN is NaN, so abs\'s gradient there is NaN, as the references', async () => {
+    const e = engine();
+    const xv = [NaN, -2, 0, 3, -NaN];
+    const x = e.tensor(xv, [5], { requiresGrad: true });
+    const [g] = grad(ops.abs(x), [x], { seed: e.tensor([1, 1, 1, 1, 1], [5]) });
+    const rx = R.ref([5], xv);
+    expect(values(await ops.sign(x).read())).toEqual(values(R.unary('sign', rx).data));
+    expect(values(await g!.read()))
+      .toEqual(values(R.absBackward(R.ref([5], [1, 1, 1, 1, 1]), rx).data));
+  });
+
   it('max over an axis is NaN where the set holds one, its gradient to the first NaN',
     async () => {
       // Rows with NaN first, last, twice, none; the long row takes the two-pass path.

@@ -69,6 +69,17 @@ describe('l2Normalize forward and backward', () => {
     });
   });
 
+  it('a NaN in a row makes the whole row NaN (not huge values over eps)', async () => {
+    const e = engine();
+    const xv = [NaN, 1, 2, 3, 3, 0, 4, 0];
+    const y = await l2Normalize(e.tensor(xv, [2, 4])).read();
+    const want = R.l2Normalize(R.ref([2, 4], xv));
+    expect(Array.from(y.subarray(0, 4)).every(Number.isNaN)).toBe(true);
+    expect(Array.from(want.data.subarray(0, 4)).every(Number.isNaN)).toBe(true);
+    expectClose(y.subarray(4), R.ref([4], Array.from(want.data.subarray(4))), TOL.f32Elementwise,
+      'the finite row');
+  });
+
   it('the default eps 1e-12 on an all-zero input gives zeros, not NaN', async () => {
     const e = engine();
     const x = e.zeros([3, 4], { requiresGrad: true });

@@ -6,6 +6,8 @@ import { describe, it, expect } from 'vitest';
 import { matmul, REGISTER_TILING, SHARED_TILING, defaultMatmulTiling,
   type MatmulTiling } from '../../src/ops/matmul.js';
 import { transpose2d } from '../../src/ops/transpose.js';
+import { relu } from '../../src/ops/elementwise.js';
+import { grad } from '../../src/node.js';
 import * as R from '../../src/reference/index.js';
 import { TOL } from '../../src/reference/compare.js';
 import { checkOp, expectClose, randomInput, upload, useEngine } from '../helpers/gpu.js';
@@ -167,6 +169,21 @@ describe('matmul with relu keeps NaN', () => {
         .toEqual([0, 0, 0, NaN, NaN, NaN, 0, 0, 0]);
     });
   }
+});
+
+describe('matmul with relu: the gradient at a dead unit is 0', () => {
+  it('even where the gradient coming in is infinite, as relu(matmul) gives', async () => {
+    const e = engine();
+    // y = relu(a b) = [[1, 0]]: the second unit is dead, and dy there is +inf.
+    const a = e.tensor([1, 1], [1, 2], { requiresGrad: true });
+    const b = e.tensor([1, -1, 0, -1], [2, 2]);
+    const dy = e.tensor([2, Infinity], [1, 2]);
+    const [fused] = grad(matmul(a, b, { relu: true }), [a], { seed: dy });
+    const [plain] = grad(relu(matmul(a, b)), [a], { seed: dy });
+    const [vf, vp] = await e.run([], [fused!, plain!]);
+    expect(Array.from(vf)).toEqual([2, 0]);
+    expect(Array.from(vp)).toEqual([2, 0]);
+  });
 });
 
 describe('matmul dispatch past 65535 workgroups', () => {

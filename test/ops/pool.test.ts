@@ -131,6 +131,23 @@ describe('maxPool2d', () => {
     expect([...dxv]).toEqual([5, 0, 0, 0]);
   });
 
+  it('a NaN anywhere in a window wins, its gradient to the first NaN', async () => {
+    const e = engine();
+    // Windows of 2x2: NaN second, NaN after -inf, two NaNs, none.
+    const xv = [1, NaN, -Infinity, -Infinity, 2, 3, NaN, -Infinity,
+      5, NaN, 0, 0, NaN, 4, 0, 7];
+    const x = e.tensor(xv, [1, 1, 4, 4], { requiresGrad: true });
+    const y = maxPool2d(x, { kernel: 2, stride: 2 });
+    const [dx] = grad(y, [x], { seed: e.tensor([10, 20, 30, 40], [1, 1, 2, 2]) });
+    const [yv, dxv] = await e.run([], [y, dx!]);
+    const rx = R.ref([1, 1, 4, 4], xv);
+    const opts = { kernel: [2, 2] as [number, number], stride: [2, 2] as [number, number] };
+    expect(Array.from(yv)).toEqual(Array.from(R.maxPool2d(rx, opts).data));
+    expect(Array.from(yv)).toEqual([NaN, NaN, NaN, 7]);
+    expect(Array.from(dxv)).toEqual(Array.from(R.maxPool2dBackward(
+      R.ref([1, 1, 2, 2], [10, 20, 30, 40]), rx, opts).data));
+  });
+
   it('is deterministic where overlapping windows pick the same element', async () => {
     const e = engine();
     const x = tiedInput([2, 3, 33, 31], 4);
