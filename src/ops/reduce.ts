@@ -34,10 +34,11 @@ function rowMajorStrides(shape: Shape): number[] {
   return s;
 }
 
-function reduceOp(op: 'sum' | 'mean' | 'max', x: Tensor, axesIn: number | readonly number[] |
-  undefined, keepDims: boolean): Tensor {
-  checkTensor(op, 'x', x);
-  const axes = normAxes(op, x, axesIn);
+/**
+ * A reduction of x over `axes` as reduce.wgsl reads it: the kept (o) and reduced (r)
+ * dimensions, each collapsed to at most four sizes and strides into x.
+ */
+function reduction(op: string, x: Tensor, axes: number[]) {
   const strides = rowMajorStrides(x.shape);
   const keptDims = x.shape.map((_, i) => i).filter((i) => !axes.includes(i));
   const keptShape = keptDims.map((i) => x.shape[i]);
@@ -46,6 +47,19 @@ function reduceOp(op: 'sum' | 'mean' | 'max', x: Tensor, axesIn: number | readon
   const nRed = redShape.reduce((a, b) => a * b, 1);
   const outC = collapseDims(op, keptShape, [keptDims.map((i) => strides[i])]);
   const redC = collapseDims(op, redShape, [axes.map((i) => strides[i])]);
+  /** The shader's uniforms: each thread reduces `chunk` of its output's n_red elements. */
+  const uniforms = (chunk: number, nChunks: number, scale: number) => ({
+    n_out: nOut, n_red: nRed, chunk, n_chunks: nChunks, out_shape: outC.shape,
+    out_strides: outC.strides[0], red_shape: redC.shape, red_strides: redC.strides[0], scale,
+  });
+  return { keptShape, nOut, nRed, uniforms };
+}
+
+function reduceOp(op: 'sum' | 'mean' | 'max', x: Tensor, axesIn: number | readonly number[] |
+  undefined, keepDims: boolean): Tensor {
+  checkTensor(op, 'x', x);
+  const axes = normAxes(op, x, axesIn);
+  const { keptShape, nOut, nRed, uniforms } = reduction(op, x, axes);
   const outShape = keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : keptShape;
   const scale = op === 'mean' ? 1 / nRed : 1;
   const OP = op === 'max' ? 1 : 0;
@@ -57,20 +71,14 @@ function reduceOp(op: 'sum' | 'mean' | 'max', x: Tensor, axesIn: number | readon
         ctx.dispatch({
           shader: 'reduce', overrides: { WG, OP },
           bindings: { x: ctx.input(0), out: ctx.output(0) },
-          uniforms: { n_out: nOut, n_red: nRed, chunk: nRed, n_chunks: 1,
-            out_shape: outC.shape, out_strides: outC.strides[0],
-            red_shape: redC.shape, red_strides: redC.strides[0], scale },
-          workgroups: groups(nOut, WG),
+          uniforms: uniforms(nRed, 1, scale), workgroups: groups(nOut, WG),
         });
         return;
       }
       const partial = ctx.scratch(nOut * nChunks * 4);
       ctx.dispatch({
         shader: 'reduce', overrides: { WG, OP }, bindings: { x: ctx.input(0), out: partial },
-        uniforms: { n_out: nOut, n_red: nRed, chunk: CHUNK, n_chunks: nChunks,
-          out_shape: outC.shape, out_strides: outC.strides[0],
-          red_shape: redC.shape, red_strides: redC.strides[0], scale: 1 },
-        workgroups: groups(nOut * nChunks, WG),
+        uniforms: uniforms(CHUNK, nChunks, 1), workgroups: groups(nOut * nChunks, WG),
       });
       ctx.dispatch({
         shader: 'reduce', overrides: { WG, OP }, bindings: { x: partial, out: ctx.output(0) },
@@ -98,13 +106,7 @@ export const max = (x: Tensor, axes?: number | readonly number[], keepDims = fal
 
 /** dx of y = max(x, axes): dy (y's shape) at each first maximum of x, zero elsewhere. */
 function maxGrad(x: Tensor, y: Tensor, dy: Tensor, axes: number[]): Tensor {
-  const strides = rowMajorStrides(x.shape);
-  const keptDims = x.shape.map((_, i) => i).filter((i) => !axes.includes(i));
-  const outC = collapseDims('max', keptDims.map((i) => x.shape[i]),
-    [keptDims.map((i) => strides[i])]);
-  const redC = collapseDims('max', axes.map((i) => x.shape[i]), [axes.map((i) => strides[i])]);
-  const nOut = y.size;
-  const nRed = x.size / Math.max(nOut, 1);
+  const { nOut, nRed, uniforms } = reduction('max', x, axes);
   const [dx] = x.engine.record({
     op: 'maxGrad', inputs: [x, y, dy], outputs: [[...x.shape]], differentiable: false,
     encode: (ctx) => {
@@ -113,10 +115,7 @@ function maxGrad(x: Tensor, y: Tensor, dy: Tensor, axes: number[]): Tensor {
       ctx.dispatch({
         shader: 'reduce', entry: 'max_grad', overrides: { WG },
         bindings: { x: ctx.input(0), y: ctx.input(1), dy: ctx.input(2), out },
-        uniforms: { n_out: nOut, n_red: nRed, chunk: nRed, n_chunks: 1,
-          out_shape: outC.shape, out_strides: outC.strides[0],
-          red_shape: redC.shape, red_strides: redC.strides[0], scale: 1 },
-        workgroups: groups(nOut, WG),
+        uniforms: uniforms(nRed, 1, 1), workgroups: groups(nOut, WG),
       });
     },
   });
