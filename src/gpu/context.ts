@@ -405,6 +405,8 @@ export class Recorder {
       }
     }
     let uniformOffset = -1;
+    const ranges: { name: string; buffer: GPUBuffer; offset: number; end: number;
+      writable: boolean }[] = [];
     for (const b of entry.bindings) {
       if (b.members) {
         uniformOffset = this.packUniforms(where, b.name, b.members, b.size, spec.uniforms ?? {});
@@ -456,16 +458,11 @@ export class Recorder {
         throw new BindingError(`${where}: uniform binding '${b.name}' is ${size} bytes; the ` +
           `shader declares ${b.size}`);
       }
+      ranges.push({ name: b.name, buffer: range.buffer, offset, end: offset + size,
+        writable: b.type === 'storage' });
     }
     // A buffer written through one binding and bound again, overlapping, in the same dispatch:
     // WebGPU refuses the whole command buffer at submission.
-    const ranges = entry.bindings.filter((b) => !b.members).map((b) => {
-      const given = spec.bindings[b.name];
-      const r = 'buffer' in given ? given : { buffer: given as GPUBuffer };
-      const offset = r.offset ?? 0;
-      return { name: b.name, buffer: r.buffer, offset,
-        end: offset + (r.size ?? r.buffer.size - offset), writable: b.type === 'storage' };
-    });
     for (const [i, p] of ranges.entries()) {
       for (const q of ranges.slice(i + 1)) {
         if (p.buffer === q.buffer && (p.writable || q.writable) && p.offset < q.end &&
