@@ -64,6 +64,9 @@ export const UNARY = {
 } as const;
 
 type BinaryName = keyof typeof BINARY;
+/** Binary ops that are gradients or masks: their outputs carry no gradient of their own. */
+const NOT_DIFFERENTIABLE: ReadonlySet<BinaryName> = new Set(['reluGrad', 'leakyReluGrad',
+  'sigmoidGrad', 'tanhGrad', 'geMask']);
 type UnaryName = keyof typeof UNARY;
 
 function binaryOp(name: BinaryName, a: Tensor, b: Tensor, alpha = 0, beta = 0): Tensor {
@@ -78,7 +81,7 @@ function binaryOp(name: BinaryName, a: Tensor, b: Tensor, alpha = 0, beta = 0): 
   const { WG, VPT } = elementwiseTilingOf(a.engine);
   const [out] = a.engine.record({
     op: name, inputs: [a, b], outputs: [outShape], attrs: { alpha, beta },
-    differentiable: !name.endsWith('Grad') && name !== 'geMask',
+    differentiable: !NOT_DIFFERENTIABLE.has(name),
     encode: (ctx) => {
       const uniforms = { n, shape: c.shape, a_strides: c.strides[0], b_strides: c.strides[1],
         alpha, beta };
@@ -189,7 +192,7 @@ registerGrad('add', ({ inputs: [a, b], grads: [g] }) =>
 // y = relu(a + b): dy reaches a and b where y > 0 (subgradient 0 at 0, as relu's), one
 // reluGrad pass against the output shared by both when neither is broadcast.
 registerGrad('addRelu', ({ inputs: [a, b], outputs: [y], grads: [g], needs }) => {
-  const gz = binaryOp('reluGrad', g!, y);
+  const gz = reluGrad(g!, y);
   return [needs[0] ? sumToShape(gz, a.shape) : null, needs[1] ? sumToShape(gz, b.shape) : null];
 });
 // d(a-b) = da - db
@@ -230,7 +233,7 @@ registerGrad('axpby', ({ inputs: [a, b], grads: [g], attrs }) => [
 // d(-x) = -dx
 registerGrad('neg', ({ grads: [g] }) => [neg(g!)]);
 // d relu(x) = dx [x > 0]; at x = 0 the subgradient 0 is taken (as PyTorch does).
-registerGrad('relu', ({ inputs: [x], grads: [g] }) => [binaryOp('reluGrad', g!, x)]);
+registerGrad('relu', ({ inputs: [x], grads: [g] }) => [reluGrad(g!, x)]);
 // d leaky(x) = dx [x > 0] + slope dx [x <= 0]
 registerGrad('leakyRelu', ({ inputs: [x], grads: [g], attrs }) =>
   [binaryOp('leakyReluGrad', g!, x, attrs.alpha as number)]);
