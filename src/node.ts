@@ -36,7 +36,8 @@ export interface NodeEngineOptions {
   tune?: boolean;
   /**
    * Keep the main thread from spinning while it waits for the device (src/gpu/quiet-wait.ts):
-   * Dawn's polls run after 0.02 ms sleeps up to 3 ms into a wait, then on 1 ms timers.
+   * Dawn's polls run after 0.02 ms sleeps up to 3 ms into a wait, then on 1 ms timers, and
+   * on Linux the main thread's timer slack is 1 us meanwhile, so that the sleeps end on time.
    * Default: on for CPU drivers (lavapipe, SwiftShader), whose threads need the core a
    * spinning wait takes; off for GPUs. Options change the pacing (the latest live engine's
    * options are in force for all).
