@@ -27,6 +27,11 @@ fn row_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
   return (wid.x + wid.y * nwg.x) * WG + lid;
 }
 
+// On the bits, which no fast-math rewrite can assume away.
+fn is_nan(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
+}
+
 @compute @workgroup_size(WG)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>,
@@ -41,7 +46,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
   }
   let n = sqrt(s);
   // A NaN norm stays NaN (WGSL leaves max() of a NaN to the driver; lavapipe returns eps).
-  let d = select(max(n, params.eps), n, (bitcast<u32>(n) & 0x7fffffffu) > 0x7f800000u);
+  let d = select(max(n, params.eps), n, is_nan(n));
   for (var j = 0u; j < params.D; j++) { y[base + j] = x[base + j] / d; }
   norm[r] = n;
 }

@@ -70,11 +70,14 @@ fn load_b(base: u32, kk: u32, col: u32) -> f32 {
 fn epilogue(v: f32, col: u32) -> f32 {
   var r = v;
   if (params.has_bias != 0u) { r += bias[col]; }
-  // ReLU keeps NaN (WGSL leaves max() of a NaN to the driver; lavapipe returns 0): tested
-  // on the bits.
-  let nan = (bitcast<u32>(r) & 0x7fffffffu) > 0x7f800000u;
-  if (params.relu != 0u) { r = select(max(r, 0.0), r, nan); }
+  if (params.relu != 0u) { r = select(max(r, 0.0), r, is_nan(r)); }
   return r;
+}
+
+// ReLU keeps NaN (WGSL leaves max() of a NaN to the driver; lavapipe returns 0): tested on
+// the bits.
+fn is_nan(v: f32) -> bool {
+  return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
 }
 
 // Adds the bias, applies relu and stores the rows and columns that exist.
