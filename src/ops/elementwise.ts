@@ -216,13 +216,15 @@ registerGrad('maximum', ({ inputs: [a, b], grads: [g], needs }) =>
 registerGrad('minimum', ({ inputs: [a, b], grads: [g], needs }) =>
   winnerGrads(g!, a, b, binaryOp('geMask', b, a), needs));
 
-/** dy to a where aWins is 1, to b where it is 0, each summed back to its shape. */
+/**
+ * dy to a where aWins is 1, to b where it is 0, each summed back to its shape. Selected, not
+ * multiplied by the mask: an infinite dy leaves the losing operand 0, not inf * 0 = NaN.
+ */
 function winnerGrads(g: Tensor, a: Tensor, b: Tensor, aWins: Tensor, needs: boolean[]):
   (Tensor | null)[] {
-  const toA = mul(g, aWins);
   return [
-    needs[0] ? sumToShape(toA, a.shape) : null,
-    needs[1] ? sumToShape(sub(g, toA), b.shape) : null,
+    needs[0] ? sumToShape(reluGrad(g, aWins), a.shape) : null,
+    needs[1] ? sumToShape(reluGrad(g, addScalar(neg(aWins), 1)), b.shape) : null,
   ];
 }
 // d(alpha a + beta b) = alpha da + beta db

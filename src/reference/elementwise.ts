@@ -25,6 +25,23 @@ function binary(a: RefTensor, b: RefTensor, f: (x: number, y: number) => number)
  */
 function binaryBackward(dy: RefTensor, a: RefTensor, b: RefTensor,
   pa: (x: number, y: number) => number, pb: (x: number, y: number) => number): BinaryGrads {
+  return binaryGrads(dy, a, b, (d, x, y) => d * pa(x, y), (d, x, y) => d * pb(x, y));
+}
+
+/**
+ * dy, broadcast, to a where aWins(a, b), else to b: passed or not (as PyTorch's masked
+ * fill), never multiplied by 0, so an infinite dy leaves the losing operand 0, not NaN.
+ */
+function winnerBackward(dy: RefTensor, a: RefTensor, b: RefTensor,
+  aWins: (x: number, y: number) => boolean): BinaryGrads {
+  return binaryGrads(dy, a, b, (d, x, y) => (aWins(x, y) ? d : 0),
+    (d, x, y) => (aWins(x, y) ? 0 : d));
+}
+
+/** Each output's share of dy for a and for b, summed back to each operand's shape. */
+function binaryGrads(dy: RefTensor, a: RefTensor, b: RefTensor,
+  fa: (d: number, x: number, y: number) => number,
+  fb: (d: number, x: number, y: number) => number): BinaryGrads {
   const shape = broadcastShapes(a.shape, b.shape);
   assertSameShape('binary backward', dy.shape, shape, 'dy and the broadcast output shape');
   const ia = broadcastIndexMap(a.shape, shape);
@@ -34,8 +51,8 @@ function binaryBackward(dy: RefTensor, a: RefTensor, b: RefTensor,
   for (let i = 0; i < dy.data.length; i++) {
     const x = a.data[ia[i]];
     const y = b.data[ib[i]];
-    ga.data[i] = dy.data[i] * pa(x, y);
-    gb.data[i] = dy.data[i] * pb(x, y);
+    ga.data[i] = fa(dy.data[i], x, y);
+    gb.data[i] = fb(dy.data[i], x, y);
   }
   return { da: reduceToShape(ga, a.shape), db: reduceToShape(gb, b.shape) };
 }
@@ -83,7 +100,7 @@ export function maximum(a: RefTensor, b: RefTensor): RefTensor {
 
 // d max(a,b) goes to a where a >= b (ties to a), else to b (a NaN operand included)
 export function maximumBackward(dy: RefTensor, a: RefTensor, b: RefTensor): BinaryGrads {
-  return binaryBackward(dy, a, b, (x, y) => (x >= y ? 1 : 0), (x, y) => (x >= y ? 0 : 1));
+  return winnerBackward(dy, a, b, (x, y) => x >= y);
 }
 
 /** The smaller of a and b; NaN where either is NaN (as torch.minimum). */
@@ -93,7 +110,7 @@ export function minimum(a: RefTensor, b: RefTensor): RefTensor {
 
 // d min(a,b) goes to a where a <= b (ties to a), else to b (a NaN operand included)
 export function minimumBackward(dy: RefTensor, a: RefTensor, b: RefTensor): BinaryGrads {
-  return binaryBackward(dy, a, b, (x, y) => (x <= y ? 1 : 0), (x, y) => (x <= y ? 0 : 1));
+  return winnerBackward(dy, a, b, (x, y) => x <= y);
 }
 
 /** A unary op as its value and its derivative, both at the input x. */

@@ -88,6 +88,31 @@ describe('maximum and minimum', () => {
       }
     });
 
+  it('an infinite dy goes whole to the winner and leaves the other operand 0, not NaN',
+    async () => {
+      const e = engine();
+      // a wins, b wins, a tie (to a), a NaN in a (to b); broadcast b over the rows.
+      const av = [3, 1, 2, NaN, 3, 1, 2, NaN];
+      const bv = [1, 3, 2, 0];
+      const dyv = [Infinity, -Infinity, Infinity, Infinity, 1, 2, 3, 4];
+      for (const [name, gpu, bwd] of [['maximum', ops.maximum, R.maximumBackward],
+        ['minimum', ops.minimum, R.minimumBackward]] as const) {
+        const a = e.tensor(av, [2, 4], { requiresGrad: true });
+        const b = e.tensor(bv, [4], { requiresGrad: true });
+        const [ga, gb] = grad(gpu(a, b), [a, b], { seed: e.tensor(dyv, [2, 4]) });
+        const [va, vb] = await e.run([], [ga!, gb!]);
+        const want = bwd(R.ref([2, 4], dyv), R.ref([2, 4], av), R.ref([4], bv));
+        expect(Array.from(va), `${name} da`).toEqual(Array.from(want.da.data));
+        expect(Array.from(vb), `${name} db`).toEqual(Array.from(want.db.data));
+        expect(Array.from(va).some(Number.isNaN) || Array.from(vb).some(Number.isNaN),
+          `${name}: no NaN`).toBe(false);
+      }
+      // The reference's own values, for maximum: a takes columns 0 and 2, b columns 1 and 3.
+      const r = R.maximumBackward(R.ref([2, 4], dyv), R.ref([2, 4], av), R.ref([4], bv));
+      expect(Array.from(r.da.data)).toEqual([Infinity, 0, Infinity, 0, 1, 0, 3, 0]);
+      expect(Array.from(r.db.data)).toEqual([0, -Infinity, 0, Infinity]);
+    });
+
   it('values closer than 1e-30 still send the gradient to the larger', async () => {
     const e = engine();
     // Differences below 1e-30 (and denormal ones): the old rule tested a - b + 1e-30 > 0.
