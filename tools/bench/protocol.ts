@@ -1,6 +1,8 @@
 // What the benchmark's parent and its worker processes say to each other: case specs,
 // requests and replies (plain JSON, so the PyTorch worker speaks it too).
 
+import type { TimingSource } from '../../src/gpu/context.js';
+
 /** One benchmarked computation; every contestant builds the same one in its own API. */
 export type CaseSpec =
   | { kind: 'matmul'; m: number; k: number; n: number }
@@ -99,7 +101,7 @@ export interface PrepareReply {
 export interface ProfileReply {
   /** Wall time of the profiled operation, ms. */
   ms: number;
-  source: 'device' | 'wall';
+  source: TimingSource;
   /** Every dispatch: the op that recorded it and its milliseconds. */
   kernels: { label: string; ms: number }[];
 }

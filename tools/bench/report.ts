@@ -1,5 +1,6 @@
 // Medians, ratios, the printed table and the kernel profile of the benchmark's results.
 
+import type { TimingSource } from '../../src/gpu/context.js';
 import type { Contestant, StepCounters } from './protocol.js';
 import { higherIsBetter, type Unit } from './cases.js';
 
@@ -152,7 +153,7 @@ export function aggregateKernels(dispatches: readonly { label: string; ms: numbe
 }
 
 export function formatProfile(k: KernelTime[], stepMs: number | null,
-  source: 'device' | 'wall' | null): string {
+  source: TimingSource | null): string {
   const total = k.reduce((a, e) => a + e.ms, 0);
   const w = Math.max(6, ...k.map((e) => e.kernel.length));
   const lines = k.map((e) => `  ${e.kernel.padEnd(w)}  ${String(e.calls).padStart(5)}  ` +
