@@ -16,6 +16,15 @@ import { Tensor, sizeOf, shapeStr, type EncodeContext, type Node, type Shape } f
 
 let nextNodeId = 1;
 
+/** A buffer derived from a leaf (EncodeContext.derived) and the leaf version it holds. */
+interface Derived {
+  buffer: GPUBuffer;
+  bytes: number;
+  usage: number;
+  /** The leaf's version when the dispatches that fill it were recorded; -1 for none. */
+  version: number;
+}
+
 export interface RecordSpec {
   op: string;
   inputs: Tensor[];
@@ -60,6 +69,8 @@ export class Engine {
   private keepAlive: unknown;
   /** Open profile() calls: each collects the timings of every run submitted meanwhile. */
   private profilers = new Set<Promise<DispatchTiming[]>[]>();
+  /** Buffers derived from leaves, by leaf and key; freed with the leaf. */
+  private derivedOf = new WeakMap<Tensor, Map<string, Derived>>();
 
   private onDispose: (() => void) | undefined;
 
@@ -144,8 +155,11 @@ export class Engine {
       throw new OpArgumentError(`write: ${data.length} values for ${t.describe()}`);
     }
     const f = data instanceof Float32Array ? data : Float32Array.from(data);
+    // The version advances when the write is handed to the queue, so runs encoded before
+    // it see the old version and runs encoded after it the new one, as the device does.
     if (this.unsubmitted === 0) {
       this.gpu.device.queue.writeBuffer(t.buffer, 0, f.buffer, f.byteOffset, f.byteLength);
+      t.version++;
       return;
     }
     // A run recorded earlier has not been submitted yet (it is compiling): the write must
@@ -154,6 +168,7 @@ export class Engine {
     const buf = t.buffer;
     this.queue = this.queue.then(() => {
       if (!this.gpu.lost) this.gpu.device.queue.writeBuffer(buf, 0, copy);
+      t.version++;
     });
   }
 
@@ -172,6 +187,11 @@ export class Engine {
       this.finalizer.unregister(t);
       this.gpu.pool.release(t.buffer);
     }
+    for (const d of this.derivedOf.get(t)?.values() ?? []) {
+      this.finalizer.unregister(d);
+      if (!this.gpu.lost) this.gpu.pool.release(d.buffer);
+    }
+    this.derivedOf.delete(t);
     t.buffer = null;
     t.state = 'disposed';
   }
@@ -322,6 +342,43 @@ export class Engine {
 
   private async execute(nodes: Node[], materialize: Set<Tensor>,
     reads: Tensor[]): Promise<Promise<Float32Array>[]> {
+    // Derived buffers the run fills: if it fails before its submission, they hold nothing.
+    const filling: Derived[] = [];
+    try {
+      return await this.encodeAndSubmit(nodes, materialize, reads, filling);
+    } catch (e) {
+      for (const d of filling) d.version = -1;
+      throw e;
+    }
+  }
+
+  /**
+   * The derived buffer `key` of leaf t, made (holding nothing yet) where it does not exist or
+   * has another size or usage.
+   */
+  private derivedBuffer(t: Tensor, key: string, bytes: number, usage: number): Derived {
+    let byKey = this.derivedOf.get(t);
+    if (!byKey) {
+      byKey = new Map();
+      this.derivedOf.set(t, byKey);
+    }
+    let d = byKey.get(key);
+    if (d && (d.bytes !== bytes || d.usage !== usage)) {
+      this.finalizer.unregister(d);
+      this.gpu.pool.release(d.buffer);
+      d = undefined;
+    }
+    if (!d) {
+      d = { buffer: this.gpu.pool.acquire(bytes, usage), bytes, usage, version: -1 };
+      byKey.set(key, d);
+      // Freed with the leaf: disposeTensor, or when the leaf is collected.
+      this.finalizer.register(t, d.buffer, d);
+    }
+    return d;
+  }
+
+  private async encodeAndSubmit(nodes: Node[], materialize: Set<Tensor>, reads: Tensor[],
+    filling: Derived[]): Promise<Promise<Float32Array>[]> {
     const t0 = performance.now();
     const allocs0 = this.gpu.pool.stats.allocations;
     if (this.gpu.lost) throw new DeviceLostError(`run: ${'the device is lost or disposed'}`);
@@ -366,12 +423,26 @@ export class Engine {
           scratch.push(b);
           return { buffer: b, offset: 0, size: Math.ceil(bytes / 4) * 4 };
         },
+        derived: (k, key, bytes, opts) => {
+          const t = node.inputs[k];
+          if (t.node !== null) return { range: ctx.scratch(bytes, opts), valid: false };
+          const d = this.derivedBuffer(t, key, bytes,
+            opts?.uniform ? STORAGE_USAGE | BufferUsage.UNIFORM : STORAGE_USAGE);
+          const valid = d.version === t.version;
+          if (!valid) {
+            d.version = t.version;
+            filling.push(d);
+          }
+          return { range: { buffer: d.buffer, offset: 0, size: Math.ceil(bytes / 4) * 4 }, valid };
+        },
       };
       try {
         node.encode(ctx);
       } finally {
         for (const b of scratch) this.gpu.pool.release(b);
       }
+      // In-place writes: what is derived from the old values is stale from here on.
+      for (const t of node.mutates) t.version++;
       for (const t of node.outputs) {
         t.state = 'ready';
         if (transient(t) && !lastUse.has(t)) this.releaseTransient(t);

@@ -35,7 +35,17 @@ export class Tensor {
   /** The node that produces this tensor; null for leaves. */
   node: Node | null;
   outputIndex: number;
+  /**
+   * The GPU buffer. Write a leaf's values only through write() or an op that records the
+   * leaf in `mutates`: both advance `version`, on which buffers derived from the leaf (a
+   * convolution's packed weights) depend.
+   */
   buffer: GPUBuffer | null = null;
+  /**
+   * How many times this leaf's values have been replaced (write(), in-place ops), counted in
+   * the order the device sees them; 0 for tensors never written after creation.
+   */
+  version = 0;
   state: TensorState;
   requiresGrad: boolean;
   /** Materialize at the next run even if no target needs it. */
@@ -102,6 +112,15 @@ export interface EncodeContext {
   dispatch(spec: DispatchSpec): void;
   /** A temporary buffer released to the pool once this node is encoded. */
   scratch(bytes: number, opts?: { uniform?: boolean }): BufferRange;
+  /**
+   * A buffer of `bytes` derived from input i (a layout of its values the kernel prefers),
+   * named by `key`. For a leaf it is kept while the leaf lives, and `valid` says whether it
+   * still holds what was derived from the leaf's current version: if not, the caller must
+   * record the dispatches that fill it, in this node. For any other input it is a scratch
+   * buffer, never valid.
+   */
+  derived(i: number, key: string, bytes: number, opts?: { uniform?: boolean }):
+    { range: BufferRange; valid: boolean };
 }
 
 export interface Node {

@@ -295,12 +295,17 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
         return;
       }
       const total = g.C * g.KH * g.KW * rows4 * 4;
-      const wt = ctx.scratch(PACKED_BYTES, { uniform: true });
-      ctx.dispatch({
-        shader: 'conv2d', entry: 'pack_weights', overrides: { WG: SUM_WG },
-        bindings: { w: ctx.input(1), out: wt }, uniforms: params(g, { ...grid, total }),
-        workgroups: groups(total, SUM_WG),
-      });
+      // Weights that have not changed since they were last packed (a leaf's version) are
+      // not packed again: inference, evaluation, and each step's second use of a layer.
+      const { range: wt, valid } = ctx.derived(1, 'conv2d.packed', PACKED_BYTES,
+        { uniform: true });
+      if (!valid) {
+        ctx.dispatch({
+          shader: 'conv2d', entry: 'pack_weights', overrides: { WG: SUM_WG },
+          bindings: { w: ctx.input(1), out: wt }, uniforms: params(g, { ...grid, total }),
+          workgroups: groups(total, SUM_WG),
+        });
+      }
       const { out, ...read } = bindings;
       const outv = vec === 1 ? null : vectorRange(out, vec as 2 | 4);
       const stored: Record<string, BufferRange> = outv ? { [`out${vec}`]: outv } : { out };

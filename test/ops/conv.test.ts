@@ -8,9 +8,12 @@ import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, CONV_CPU_TILING, CON
   CONV_SHARED_TILING,
   defaultConvTiling, type ConvTiling } from '../../src/ops/conv.js';
 import { OpArgumentError } from '../../src/gpu/errors.js';
+import { assign } from '../../src/ops/shape.js';
+import type { Tensor } from '../../src/graph/tensor.js';
 import * as R from '../../src/reference/index.js';
 import { TOL } from '../../src/reference/compare.js';
-import { checkOp, dispatchedEntries, randomInput, useEngine } from '../helpers/gpu.js';
+import { checkOp, dispatchedEntries, expectClose, randomInput, upload,
+  useEngine } from '../helpers/gpu.js';
 
 const engine = useEngine();
 
@@ -243,6 +246,124 @@ describe('conv2d with other tilings', () => {
   it('picks the CPU tiling on lavapipe and the GPU tiling elsewhere', () => {
     expect(defaultConvTiling('mesa software llvmpipe-llvm-15')).toBe(CONV_CPU_TILING);
     expect(defaultConvTiling('nvidia hopper NVIDIA H200')).toBe(CONV_GPU_TILING);
+  });
+});
+
+// The rows forward packs the weights into a uniform buffer; for a leaf the packed copy is kept
+// and reused until the leaf's values change (write(), an in-place op). Each test asserts both
+// that the pack was skipped or redone (dispatch counts) and that the values are those of the
+// weights the device holds at that point (a stale copy would give the old weights' output).
+describe('conv2d packed weights, kept per leaf until its values change', () => {
+  const X = [2, 3, 6, 7];
+  const W = [5, 3, 3, 3];
+  const opts = { padding: 1, tiling: { ...CONV_CPU_TILING, forward: 'rows' as const } };
+  const x = randomInput(X, 61);
+  const w1 = randomInput(W, 62);
+  const w2 = randomInput(W, 63);
+  const expected = (w: typeof w1) => R.conv2d(x, w, null, { padding: [1, 1] });
+  const tol = TOL.f32Matmul(3 * 3 * 3);
+  // The kernels of a run whose targets are `ys`, and their values.
+  async function run(ys: Tensor[]): Promise<{ entries: string[]; values: Float32Array[] }> {
+    const e = engine();
+    let values: Float32Array[] = [];
+    const seen: string[] = [];
+    const original = e.gpu.recorder.bind(e.gpu);
+    e.gpu.recorder = (label: string) => {
+      const rec = original(label);
+      const dispatch = rec.dispatch.bind(rec);
+      rec.dispatch = (spec) => {
+        seen.push(spec.entry ?? 'main');
+        return dispatch(spec);
+      };
+      return rec;
+    };
+    try {
+      values = await e.run([], ys);
+    } finally {
+      e.gpu.recorder = original;
+    }
+    return { entries: seen, values };
+  }
+  const packs = (entries: string[]) => entries.filter((k) => k === 'pack_weights').length;
+
+  it('a second forward with the same leaf reuses the packed copy, to the same bits', async () => {
+    const e = engine();
+    const tx = upload(e, x);
+    const tw = upload(e, w1);
+    const a = await run([conv2d(tx, tw, null, opts)]);
+    const b = await run([conv2d(tx, tw, null, opts)]);
+    expect(a.entries).toEqual(['pack_weights', 'forward_rows']);
+    expect(b.entries).toEqual(['forward_rows']);
+    expectClose(a.values[0], expected(w1), tol, 'first forward');
+    expect(b.values[0]).toEqual(a.values[0]);
+    // Two forwards in one run (a layer at two crop sizes): one pack.
+    const c = await run([conv2d(tx, tw, null, opts), conv2d(tx, tw, null, opts)]);
+    expect(packs(c.entries)).toBe(0);
+    tw.write(w2.data);
+    const d = await run([conv2d(tx, tw, null, opts), conv2d(tx, tw, null, opts)]);
+    expect(packs(d.entries)).toBe(1);
+    expectClose(d.values[0], expected(w2), tol, 'after write');
+    expect(d.values[1]).toEqual(d.values[0]);
+  });
+
+  it('write() while an earlier run is still unsubmitted: that run sees the old weights, ' +
+    'the next the new', async () => {
+    const e = engine();
+    const tx = upload(e, x);
+    const tw = upload(e, w1);
+    await run([conv2d(tx, tw, null, opts)]);
+    // Not awaited: the run is queued (not yet encoded) when the write comes, so the write
+    // waits behind it.
+    const first = conv2d(tx, tw, null, opts).read();
+    tw.write(w2.data);
+    const second = conv2d(tx, tw, null, opts).read();
+    expectClose(await first, expected(w1), tol, 'run before the write');
+    expectClose(await second, expected(w2), tol, 'run after the write');
+  });
+
+  it('an in-place update between two forwards of one run: the second packs again', async () => {
+    const e = engine();
+    const tx = upload(e, x);
+    const tw = upload(e, w1);
+    const next = upload(e, w2);
+    const before = conv2d(tx, tw, null, opts);
+    assign(tw, next);
+    const after = conv2d(tx, tw, null, opts);
+    const r = await run([before, after]);
+    expect(packs(r.entries)).toBe(2);
+    expectClose(r.values[0], expected(w1), tol, 'before the update');
+    expectClose(r.values[1], expected(w2), tol, 'after the update');
+    // And the next run reuses what the update's pack left.
+    const again = await run([conv2d(tx, tw, null, opts)]);
+    expect(packs(again.entries)).toBe(0);
+    expect(again.values[0]).toEqual(r.values[1]);
+  });
+
+  it('a run that fails before its submission leaves no copy taken for packed', async () => {
+    const e = engine();
+    const tx = upload(e, x);
+    const tw = upload(e, w1);
+    const y = conv2d(tx, tw, null, opts);
+    const [boom] = e.record({ op: 'boom', inputs: [tx], outputs: [[1]], encode: () => {
+      throw new Error('boom: encoding fails on purpose');
+    } });
+    await expect(e.run([], [y, boom])).rejects.toThrow(/boom/);
+    const r = await run([conv2d(tx, tw, null, opts)]);
+    expect(packs(r.entries)).toBe(1);
+    expectClose(r.values[0], expected(w1), tol, 'after the failed run');
+  });
+
+  it('the packed copy is freed with its leaf', async () => {
+    const e = engine();
+    const tx = upload(e, x);
+    const live0 = e.gpu.pool.stats.liveBytes;
+    const tw = upload(e, w1);
+    const leaf = e.gpu.pool.stats.liveBytes - live0;
+    await run([conv2d(tx, tw, null, opts)]);
+    expect(e.gpu.pool.stats.liveBytes - live0).toBe(leaf + 65536);
+    tw.dispose();
+    expect(e.gpu.pool.stats.liveBytes).toBe(live0);
+    tx.dispose();
   });
 });
 
