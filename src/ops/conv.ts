@@ -4,7 +4,7 @@
 import { isCpuAdapter } from '../gpu/acquire.js';
 import type { BufferRange } from '../gpu/context.js';
 import { registerGrad } from '../graph/autodiff.js';
-import { Tensor, shapeStr } from '../graph/tensor.js';
+import { Tensor, shapeStr, type EncodeContext } from '../graph/tensor.js';
 import { sum } from './reduce.js';
 import { checkTensor, fail, groups, vectorRange } from './util.js';
 
@@ -261,67 +261,98 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
     tiling: opts.tiling };
   const kernel = tiling.forward ?? defaultConvForward(x.engine.gpu.adapterInfo, g.O);
   if (kernel === 'shared') return forwardShared(x, w, bias, g, tiling, attrs);
-  const rows = kernel === 'rows' && rowsPath(g);
-  // forward_rows: row blocks sized evenly (7 + 7 pixels of a 14-wide row, not 8 + 6 padded
-  // to 8 + 8), measured up to 1.4x faster on the stride-2 SwAV layers; it reads the TM
-  // weights of a tap as whole vec4s.
-  let t = fitted(tiling, g.O, g.OW, rows);
-  if (rows) t = { ...t, TM: Math.min(16, Math.ceil(t.TM / 4) * 4) };
-  // Whole-vector stores: the widest of VEC, 2 that divides the output width, with blocks of
-  // a multiple of it (7 + 7 pixels of a 14-wide row become 8 + 6 at vec2).
-  const vec = !rows ? 1 : [4, 2].find((v) => v <= (tiling.VEC ?? 1) && g.OW % v === 0) ?? 1;
-  if (vec > 1) t = { ...t, TN: Math.min(8, Math.ceil(t.TN / vec) * vec) };
-  // VEC 4 also reads the input as vec4s where every row segment starts a whole vec4 before
-  // (or at) its block: stride 1 along the width, W and TN multiples of 4, padding <= 4.
-  const xv = rows && tiling.VEC === 4 && g.stride[1] === 1 && g.W % 4 === 0 &&
-    t.TN % 4 === 0 && g.padding[1] <= 4;
+  const inputs = bias ? [x, w, bias] : [x, w];
+  if (kernel === 'rows' && rowsPath(g)) {
+    const plan = rowsPlan(g, tiling, !!bias);
+    const [y] = x.engine.record({
+      op: 'conv2d', inputs, outputs: [[g.N, g.O, g.OH, g.OW]], attrs: { ...attrs },
+      encode: (ctx) => {
+        const total = g.C * g.KH * g.KW * plan.grid.rows4 * 4;
+        // Weights that have not changed since they were last packed (a leaf's version) are
+        // not packed again: inference, evaluation, and each step's second use of a layer.
+        const { range: wt, valid } = ctx.derived(1, 'conv2d.packed', PACKED_BYTES,
+          { uniform: true });
+        if (!valid) {
+          ctx.dispatch({
+            shader: 'conv2d', entry: 'pack_weights', overrides: { WG: SUM_WG },
+            bindings: { w: ctx.input(1), out: wt }, uniforms: params(g, { ...plan.grid, total }),
+            workgroups: groups(total, SUM_WG),
+          });
+        }
+        dispatchRows(ctx, 'conv2d', g, plan, { x: ctx.input(0), bias: ctx.input(bias ? 2 : 1),
+          out: ctx.output(0), wt });
+      },
+    });
+    return y;
+  }
+  const t = fitted(tiling, g.O, g.OW);
   const qTiles = Math.ceil(g.OW / t.TN);
   const cols = g.N * g.OH * qTiles;
   const tilesX = Math.ceil(cols / t.WG_X);
   const tilesY = Math.ceil(g.O / (t.WG_Y * t.TM));
-  const inputs = bias ? [x, w, bias] : [x, w];
-  const rows4 = Math.ceil(g.O / 4);
-  const grid = { qTiles, cols, tilesX, tilesY, hasBias: !!bias, rows4 };
+  const grid = { qTiles, cols, tilesX, tilesY, hasBias: !!bias };
   const [y] = x.engine.record({
     op: 'conv2d', inputs, outputs: [[g.N, g.O, g.OH, g.OW]], attrs: { ...attrs },
-    encode: (ctx) => {
-      const bindings = { x: ctx.input(0), bias: ctx.input(bias ? 2 : 1), out: ctx.output(0) };
-      if (!rows) {
-        ctx.dispatch({
-          shader: 'conv2d', entry: 'forward', overrides: overridesOf(t),
-          bindings: { ...bindings, w: ctx.input(1) }, uniforms: params(g, grid),
-          workgroups: tilesX * tilesY,
-        });
-        return;
-      }
-      const total = g.C * g.KH * g.KW * rows4 * 4;
-      // Weights that have not changed since they were last packed (a leaf's version) are
-      // not packed again: inference, evaluation, and each step's second use of a layer.
-      const { range: wt, valid } = ctx.derived(1, 'conv2d.packed', PACKED_BYTES,
-        { uniform: true });
-      if (!valid) {
-        ctx.dispatch({
-          shader: 'conv2d', entry: 'pack_weights', overrides: { WG: SUM_WG },
-          bindings: { w: ctx.input(1), out: wt }, uniforms: params(g, { ...grid, total }),
-          workgroups: groups(total, SUM_WG),
-        });
-      }
-      const { out, ...read } = bindings;
-      const outv = vec === 1 ? null : vectorRange(out, vec as 2 | 4);
-      const stored: Record<string, BufferRange> = outv ? { [`out${vec}`]: outv } : { out };
-      // Whole tensors start at offset 0 of a buffer sized in 256 bytes: x4 is never null.
-      const x4 = vectorRange(bindings.x, 4) ??
-        fail('conv2d', `internal: the buffer of x ${x.describe()} has no room for vec4 reads`);
-      ctx.dispatch({
-        shader: 'conv2d', entry: outv ? `forward_rows${vec}` : 'forward_rows',
-        overrides: { ...overridesOf(t), KW_ROW: g.KW, SW_ROW: g.stride[1],
-          XV: Number(xv), PW_ROW: xv ? g.padding[1] : 0 },
-        bindings: { ...read, ...stored, wt, x4 }, uniforms: params(g, grid),
-        workgroups: tilesX * tilesY,
-      });
-    },
+    encode: (ctx) => ctx.dispatch({
+      shader: 'conv2d', entry: 'forward', overrides: overridesOf(t),
+      bindings: { x: ctx.input(0), w: ctx.input(1), bias: ctx.input(bias ? 2 : 1),
+        out: ctx.output(0) },
+      uniforms: params(g, grid), workgroups: tilesX * tilesY,
+    }),
   });
   return y;
+}
+
+/** How forward_rows covers a geometry: its tile, vector widths and grid. */
+interface RowsPlan {
+  t: ConvTiling;
+  /** Output vectors stored whole: 1, 2 or 4 floats. */
+  vec: 1 | 2 | 4;
+  /** Input rows read as vec4s. */
+  xv: boolean;
+  grid: { qTiles: number; cols: number; tilesX: number; tilesY: number; hasBias: boolean;
+    rows4: number };
+}
+
+function rowsPlan(g: Geometry, tiling: ConvTiling, hasBias: boolean, wantVec = tiling.VEC ?? 1):
+  RowsPlan {
+  // Row blocks sized evenly (7 + 7 pixels of a 14-wide row, not 8 + 6 padded to 8 + 8),
+  // measured up to 1.4x faster on the stride-2 SwAV layers; the TM weights of a tap are read
+  // as whole vec4s.
+  let t = fitted(tiling, g.O, g.OW, true);
+  t = { ...t, TM: Math.min(16, Math.ceil(t.TM / 4) * 4) };
+  // Whole-vector stores: the widest of VEC, 2 that divides the output width, with blocks of
+  // a multiple of it (7 + 7 pixels of a 14-wide row become 8 + 6 at vec2).
+  const vec = ([4, 2] as const).find((v) => v <= wantVec && g.OW % v === 0) ?? 1;
+  if (vec > 1) t = { ...t, TN: Math.min(8, Math.ceil(t.TN / vec) * vec) };
+  // VEC 4 also reads the input as vec4s where every row segment starts a whole vec4 before
+  // (or at) its block: stride 1 along the width, W and TN multiples of 4, padding <= 4.
+  const xv = wantVec === 4 && g.stride[1] === 1 && g.W % 4 === 0 && t.TN % 4 === 0 &&
+    g.padding[1] <= 4;
+  const qTiles = Math.ceil(g.OW / t.TN);
+  const cols = g.N * g.OH * qTiles;
+  const tilesX = Math.ceil(cols / t.WG_X);
+  const tilesY = Math.ceil(g.O / (t.WG_Y * t.TM));
+  return { t, vec, xv, grid: { qTiles, cols, tilesX, tilesY, hasBias,
+    rows4: Math.ceil(g.O / 4) } };
+}
+
+/** Records forward_rows over x with the packed weights wt (bias is read only if planned). */
+function dispatchRows(ctx: EncodeContext, op: string, g: Geometry, plan: RowsPlan,
+  r: { x: BufferRange; bias: BufferRange; out: BufferRange; wt: BufferRange }): void {
+  const { t, vec, xv } = plan;
+  const outv = vec === 1 ? null : vectorRange(r.out, vec);
+  const stored: Record<string, BufferRange> = outv ? { [`out${vec}`]: outv } : { out: r.out };
+  // Whole tensors start at offset 0 of a buffer sized in 256 bytes: x4 is never null.
+  const x4 = vectorRange(r.x, 4) ??
+    fail(op, `internal: the input's buffer has no room for vec4 reads`);
+  ctx.dispatch({
+    shader: 'conv2d', entry: outv ? `forward_rows${vec}` : 'forward_rows',
+    overrides: { ...overridesOf(t), KW_ROW: g.KW, SW_ROW: g.stride[1],
+      XV: Number(xv), PW_ROW: xv ? g.padding[1] : 0 },
+    bindings: { x: r.x, bias: r.bias, ...stored, wt: r.wt, x4 }, uniforms: params(g, plan.grid),
+    workgroups: plan.grid.tilesX * plan.grid.tilesY,
+  });
 }
 
 /**
