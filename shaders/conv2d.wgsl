@@ -19,6 +19,8 @@
 // gives the same bits. In backward_input the pixels of a block share one phase of the stride (rows
 // ih = rh mod sh, columns sw apart), so a kernel tap reaches all of them or none and the
 // skipped taps cost nothing: a strided convolution's input gradient multiplies no zeros.
+// On CPU drivers the input gradient at stride 1 runs on forward_rows instead (the stride-1
+// convolution of dy with pack_weights_flipped's weights), in that kernel's order.
 // Reads outside the image use a clamped address and are replaced by zero; rows and columns
 // past the edges are not stored. The grid (chunk, row tile, column tile) is one linear
 // workgroup count folded by the host into x and y past 65535.
@@ -322,6 +324,26 @@ fn pack_weights(@builtin(workgroup_id) wid: vec3<u32>,
   let k = i / opad;
   let taps = p.c * p.kh * p.kw;
   out[i] = select(0.0, w[min(o, p.o - 1) * taps + k], o < p.o);
+}
+
+// The input gradient at stride 1 is the stride-1 convolution of dy with the weights flipped
+// in both kernel axes and with input and output channels swapped (padding KH - 1 - ph, KW - 1
+// - pw), which forward_rows then computes. wt[k * rows4 * 4 + c] = w[o, c, KH-1-kh, KW-1-kw]
+// for the taps k = (o, kh, kw) of that convolution, zero for c past C.
+@compute @workgroup_size(WG)
+fn pack_weights_flipped(@builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) li: u32) {
+  let i = i32((wid.x + wid.y * nwg.x) * WG + li);
+  if (i >= p.total) { return; }
+  let cpad = p.rows4 * 4;
+  let c = i % cpad;
+  let k = i / cpad;
+  let khw = p.kh * p.kw;
+  let o = k / khw;
+  // (KH-1-kh) KW + (KW-1-kw) = KH KW - 1 - (kh KW + kw): both axes flipped at once.
+  let tap = khw - 1 - k % khw;
+  out[i] = select(0.0, w[(o * p.c + min(c, p.c - 1)) * khw + tap], c < p.c);
 }
 
 // The forward pass as GPUs like it: the implicit GEMM in workgroup tiles of BM = WG_Y TM

@@ -118,6 +118,60 @@ describe('conv2d with other tilings', () => {
       await checkConv({ ...CASES[k], tiling: { ...CONV_CPU_TILING, forward: 'generic' } }, 51 + k);
     });
   }
+  // On lavapipe the input gradient at stride 1 runs on forward_rows (dy convolved with the
+  // flipped weights); the generic backward_input kernel, the GPUs' default, on those cases.
+  for (const k of [0, 1, 9]) {
+    it(`generic input-gradient kernel at stride 1: ${CASES[k].name}`, async () => {
+      await checkConv({ ...CASES[k], tiling: { ...CONV_CPU_TILING, inputGrad: 'generic' } },
+        91 + k);
+      await checkConv({ ...CASES[k], tiling: { ...CONV_GPU_TILING, inputGrad: 'generic' } },
+        95 + k);
+    });
+  }
+  it('rows input gradient: kernels 1 to 3 wide and tall, padding 0 up to the kernel size - 1, ' +
+    'channels past one tile', async () => {
+    const rowsDx = { ...CONV_CPU_TILING, inputGrad: 'rows' as const };
+    const cases: Case[] = [
+      { name: '3x2 kernel, padding [2, 1] (flipped: none)', x: [2, 3, 8, 9], w: [4, 3, 3, 2],
+        padding: [2, 1] },
+      { name: '3x3, no padding (flipped: 2)', x: [3, 5, 7, 6], w: [6, 5, 3, 3] },
+      { name: '1x3, padding [0, 1]; 17 <- 19 channels', x: [2, 19, 4, 13], w: [17, 19, 1, 3],
+        padding: [0, 1], bias: true },
+      { name: '2x1, 1 channel in, 28 wide (vec4 loads and stores)', x: [2, 1, 5, 28],
+        w: [3, 1, 2, 1] },
+    ];
+    for (const [k, c] of cases.entries()) {
+      await checkConv({ ...c, tiling: rowsDx }, 101 + k);
+      await checkConv({ ...c, tiling: { ...rowsDx, TM: 3, TN: 5, WG_X: 4, WG_Y: 2, VEC: 1 } },
+        111 + k);
+    }
+  });
+  it('the input gradient runs on forward_rows at stride 1 and falls back where it cannot',
+    async () => {
+      const e = engine();
+      const entries = (x: number[], w: number[], o: Parameters<typeof conv2d>[3]) =>
+        dispatchedEntries(e, () => {
+          const y = conv2d(e.zeros(x), e.zeros(w), null, o);
+          const dy = e.zeros([...y.shape]);
+          return [conv2dBackwardInput(dy, e.zeros(w), x, o)];
+        });
+      const dx = (x: number[], w: number[], o: Parameters<typeof conv2d>[3]) =>
+        entries(x, w, o).then((k) => k.slice(-2).join(' '));
+      expect(await dx([1, 2, 6, 28], [3, 2, 3, 3], { padding: 1 }))
+        .toBe('pack_weights_flipped forward_rows4');
+      expect(await dx([1, 2, 6, 14], [3, 2, 3, 3], { padding: 1 }))
+        .toBe('pack_weights_flipped forward_rows2');
+      expect(await dx([1, 2, 6, 7], [3, 2, 1, 1], {})).toBe('pack_weights_flipped forward_rows');
+      const generic = (k: string) => expect(k).toMatch(/(^| )backward_input$/);
+      generic(await dx([1, 2, 6, 28], [3, 2, 3, 3],
+        { padding: 1, tiling: { ...CONV_CPU_TILING, inputGrad: 'generic' } }));
+      generic(await dx([1, 2, 6, 28], [3, 2, 3, 3], { padding: 1, stride: [1, 2] }));
+      generic(await dx([1, 2, 6, 28], [3, 2, 3, 3], { padding: 1, dilation: [2, 1] }));
+      generic(await dx([1, 2, 6, 28], [3, 2, 3, 3], { padding: [1, 3] }));
+      generic(await dx([1, 2, 6, 28], [3, 2, 3, 4], { padding: 1 }));
+      // 64 x 64 x 3 x 3 weights: 144 KiB packed.
+      generic(await dx([1, 64, 5, 5], [64, 64, 3, 3], { padding: 1 }));
+    });
   it('rows forward past one tile of 16 channels, 3 rounded up to 4, 8-wide rows', async () => {
     await checkConv({ name: '20 <- 3, 3x3 stride 1, 37 wide', x: [2, 3, 5, 37], w: [20, 3, 3, 3],
       padding: [1, 1], bias: true, tiling: rows }, 31);
@@ -371,11 +425,14 @@ describe('conv2d dispatch past 65535 workgroups', () => {
   it('a 1x1 conv over a 260x260 image, one pixel per workgroup: forward and dx grids fold',
     async () => {
       // Blocks of 2 channels x 1 pixel in workgroups of one invocation: 67 600 workgroups for
-      // the forward and for dx (the folding is the host's, the same for every tiling).
-      const tiling = { TM: 2, TN: 1, WG_X: 1, WG_Y: 1 };
+      // the forward and for dx (the folding is the host's, the same for every tiling), dx on
+      // both of its kernels (rows: one pixel per block with VEC 1).
       expect(260 * 260).toBeGreaterThan(65_535);
-      await checkConv({ name: 'one pixel per workgroup', x: [1, 1, 260, 260], w: [2, 1, 1, 1],
-        bias: true, tiling }, 7);
+      for (const inputGrad of ['generic', 'rows'] as const) {
+        const tiling: ConvTiling = { TM: 2, TN: 1, WG_X: 1, WG_Y: 1, VEC: 1, inputGrad };
+        await checkConv({ name: `one pixel per workgroup, dx ${inputGrad}`, x: [1, 1, 260, 260],
+          w: [2, 1, 1, 1], bias: true, tiling }, 7);
+      }
     });
   it('the vec4-storing rows forward, one 4-pixel block per workgroup: 67 600 workgroups',
     async () => {
