@@ -50,9 +50,10 @@ export function grad(output: Tensor, wrt: Tensor[], opts: { seed?: Tensor;
   if (!opts.seed && output.size !== 1) {
     throw new OpArgumentError(`grad: output ${output.describe()} is not a scalar; pass a seed`);
   }
-  if (opts.seed && opts.seed.size !== output.size) {
-    throw new OpArgumentError(`grad: seed ${opts.seed.describe()} does not match output ` +
-      `${output.describe()}`);
+  if (opts.seed && (opts.seed.rank !== output.rank ||
+    opts.seed.shape.some((d, i) => d !== output.shape[i]))) {
+    throw new OpArgumentError(`grad: seed ${opts.seed.describe()} must have the shape of ` +
+      `output ${output.describe()}`);
   }
   if (!output.requiresGrad) {
     throw new OpArgumentError(`grad: output ${output.describe()} does not depend on any ` +

@@ -198,14 +198,33 @@ export class Engine {
 
   // ---- recording ----------------------------------------------------------------------
 
-  /** Runs `fn` with gradient tracking off: its outputs require no gradient. */
+  /**
+   * Runs `fn` with gradient tracking off: its outputs require no gradient. `fn` must be
+   * synchronous (ops record synchronously): tracking could not stay off across an await
+   * without also holding it off for whatever else runs meanwhile.
+   */
   noGrad<T>(fn: () => T): T {
+    if (typeof fn !== 'function') {
+      throw new OpArgumentError(`noGrad: expects a function, got ${typeof fn}`);
+    }
+    const asyncFn = fn.constructor?.name === 'AsyncFunction';
+    if (asyncFn) {
+      throw new OpArgumentError('noGrad: expects a synchronous function; an async one would ' +
+        'track gradients again after its first await (record the ops inside noGrad, await ' +
+        'outside it)');
+    }
     this.noGradDepth++;
+    let result: T;
     try {
-      return fn();
+      result = fn();
     } finally {
       this.noGradDepth--;
     }
+    if (result instanceof Promise) {
+      throw new OpArgumentError('noGrad: the function returned a promise; ops recorded after ' +
+        'its first await tracked gradients (record the ops inside noGrad, await outside it)');
+    }
+    return result;
   }
 
   get gradEnabled(): boolean {

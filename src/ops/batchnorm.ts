@@ -259,7 +259,6 @@ function batchNormBackward(dy: Tensor, x: Tensor, gamma: Tensor, mean: Tensor, i
   const outputs = [...(needX ? [x.shape] : []), ...(sums ? [[l.C], [l.C]] : [])];
   return x.engine.record({
     op: 'batchNormBackward', inputs, outputs, attrs: { training, relu },
-    differentiable: false,
     encode: (ctx) => {
       const RELU = Number(relu);
       // Without the ReLU the kernels never read y; dy stands in for the binding.

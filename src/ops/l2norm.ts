@@ -41,7 +41,7 @@ registerGrad('l2Normalize', ({ outputs: [y, norm], grads, attrs }) => {
   const eps = attrs.eps as number;
   const [dx] = y.engine.record({
     op: 'l2NormalizeBackward', inputs: [grads[0]!, y, norm], outputs: [y.shape],
-    attrs: { eps }, differentiable: false,
+    attrs: { eps },
     encode: (ctx) => ctx.dispatch({
       shader: 'l2norm', entry: 'backward', overrides: { WG },
       bindings: { dy: ctx.input(0), y_saved: ctx.input(1), norm_saved: ctx.input(2),

@@ -93,7 +93,7 @@ export function globalAvgPool(x: Tensor): Tensor {
 registerGrad('globalAvgPool', ({ inputs: [x], grads: [dy] }) => {
   const g = avgGeometry(x);
   const [dx] = x.engine.record({
-    op: 'globalAvgPoolBackward', inputs: [dy!], outputs: [x.shape], differentiable: false,
+    op: 'globalAvgPoolBackward', inputs: [dy!], outputs: [x.shape],
     encode: (ctx) => ctx.dispatch({
       shader: 'pool', entry: 'avg_backward', overrides: { WG, RUN: RUN_IN },
       bindings: { ady: ctx.input(0), adx: ctx.output(0) }, uniforms: { ...g },
@@ -140,7 +140,7 @@ registerGrad('maxPool2d', ({ inputs: [x], outputs: [, argmax], grads: [dy], attr
     fail('maxPool2d backward', `dy ${shapeStr(dy.shape)} is not ${shapeStr(argmax.shape)}`);
   }
   const [dx] = x.engine.record({
-    op: 'maxPool2dBackward', inputs: [dy, argmax], outputs: [x.shape], differentiable: false,
+    op: 'maxPool2dBackward', inputs: [dy, argmax], outputs: [x.shape],
     encode: (ctx) => ctx.dispatch({
       shader: 'pool', entry: 'max_backward', overrides: { WG },
       bindings: { mdy: ctx.input(0), margmax: ctx.input(1), mdx: ctx.output(0) },

@@ -108,7 +108,7 @@ export const max = (x: Tensor, axes?: number | readonly number[], keepDims = fal
 function maxGrad(x: Tensor, y: Tensor, dy: Tensor, axes: number[]): Tensor {
   const { nOut, nRed, uniforms } = reduction('max', x, axes);
   const [dx] = x.engine.record({
-    op: 'maxGrad', inputs: [x, y, dy], outputs: [[...x.shape]], differentiable: false,
+    op: 'maxGrad', inputs: [x, y, dy], outputs: [[...x.shape]],
     encode: (ctx) => {
       const out = ctx.output(0);
       ctx.recorder.clear(out.buffer, out.offset, out.size);

@@ -5,7 +5,11 @@ import { describe, it, expect } from 'vitest';
 import { createEngine, grad, BindingError, ShaderError, OpArgumentError, NotSupportedError }
   from '../../src/node.js';
 import * as ops from '../../src/ops/elementwise.js';
-import { sum, mean } from '../../src/ops/reduce.js';
+import { sum, mean, max, reshape } from '../../src/ops/reduce.js';
+import { l2Normalize } from '../../src/ops/l2norm.js';
+import { batchNorm } from '../../src/ops/batchnorm.js';
+import { globalAvgPool, maxPool2d } from '../../src/ops/pool.js';
+import type { Tensor } from '../../src/graph/tensor.js';
 import { assign, assignRows } from '../../src/ops/shape.js';
 import { topk } from '../../src/ops/topk.js';
 import { matmul } from '../../src/ops/matmul.js';
@@ -321,6 +325,10 @@ describe('autodiff', () => {
     expect(Array.from(await g!.read())).toEqual([1, 2]);
     const y = e.noGrad(() => ops.mul(x, x));
     expect(y.requiresGrad).toBe(false);
+    // Tracking could not stay off across an await: async functions are refused.
+    expect(() => e.noGrad(async () => ops.mul(x, x))).toThrow(/noGrad: expects a synchronous/);
+    expect(() => e.noGrad(() => Promise.resolve(1))).toThrow(/returned a promise/);
+    expect(e.gradEnabled).toBe(true);
   });
 
   it('undoes broadcasting in the gradient', async () => {
@@ -360,6 +368,40 @@ describe('autodiff', () => {
     expect(() => grad(ops.scale(x, 2), [x])).toThrow(/is not a scalar; pass a seed/);
     expect(() => grad(sum(x), [z])).toThrow(/does not affect/);
     expect(grad(sum(x), [z], { allowUnused: true })).toEqual([null]);
+  });
+
+  it('a seed of the right size but another shape is refused, naming both shapes', async () => {
+    const e = engine();
+    const a = e.param([1, 2, 3, 4], [4, 1], 'a');
+    const y = ops.scale(a, 2);
+    // [1, 4] against [4, 1] would broadcast inside the rule into a wrong gradient.
+    expect(() => grad(y, [a], { seed: e.tensor([1, 10, 100, 1000], [1, 4]) }))
+      .toThrow(/seed leaf#\d+ \[1, 4\] must have the shape of output scale#\d+ \[4, 1\]/);
+    expect(() => grad(y, [a], { seed: e.tensor([1, 10, 100, 1000], [4]) }))
+      .toThrow(OpArgumentError);
+    const [g] = grad(y, [a], { seed: e.tensor([1, 10, 100, 1000], [4, 1]) });
+    expect(Array.from(await g!.read())).toEqual([2, 20, 200, 2000]);
+  });
+
+  it('a second derivative through a backward kernel is a loud error naming it', () => {
+    const e = engine();
+    const p = e.param([0.3, -1.2, 0.7, 2, 0.5, -0.4], [2, 3], 'p');
+    const cases: [string, () => Tensor][] = [
+      ['l2NormalizeBackward', () => l2Normalize(p)],
+      ['batchNormBackward', () => batchNorm(p, e.param([1, 1, 1], [3], 'g'),
+        e.param([0, 0, 0], [3], 'b'), { training: true })],
+      ['maxGrad', () => max(p, [1])],
+      ['globalAvgPoolBackward', () => globalAvgPool(reshape(p, [1, 2, 1, 3]))],
+      ['maxPool2dBackward', () => maxPool2d(reshape(p, [1, 1, 2, 3]), { kernel: 2 })],
+    ];
+    for (const [op, f] of cases) {
+      // d/dp of sum(f(p) * f(p)) goes through f's backward kernel; its own gradient has none.
+      const y = f();
+      const [g] = grad(sum(ops.mul(y, y)), [p]);
+      expect(g!.requiresGrad, op).toBe(true);
+      expect(() => grad(sum(g!), [p]), op).toThrow(NotSupportedError);
+      expect(() => grad(sum(g!), [p]), op).toThrow(new RegExp(`op '${op}' has no backward rule`));
+    }
   });
 });
 
