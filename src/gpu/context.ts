@@ -218,6 +218,35 @@ export class GpuContext {
     return `${spec.shader}:${spec.entry ?? 'main'}{${parts.join(',')}}`;
   }
 
+  /**
+   * Compiles WGSL with the device's compiler: the module, or its errors as
+   * `file:line:col: message` each followed by the source line.
+   */
+  private async compileModule(file: string, source: string):
+    Promise<{ module: GPUShaderModule; errors: string | null }> {
+    this.device.pushErrorScope('validation');
+    const module = this.device.createShaderModule({ code: source, label: file });
+    const info = await module.getCompilationInfo();
+    const scopeErr = await this.device.popErrorScope();
+    const errors = info.messages.filter((m) => m.type === 'error');
+    if (!errors.length && !scopeErr) return { module, errors: null };
+    const lines = source.split('\n');
+    const text = errors.map((m) =>
+      `${file}:${m.lineNum}:${m.linePos}: ${m.message}\n    ${lines[m.lineNum - 1] ?? ''}`);
+    if (!text.length && scopeErr) text.push(`${file}: ${scopeErr.message}`);
+    return { module, errors: text.join('\n') };
+  }
+
+  /**
+   * The device compiler's account (file:line:col and the line) of WGSL that the reflection
+   * step could not parse; `err` itself where the compiler finds nothing wrong.
+   */
+  async diagnose(err: ShaderError): Promise<ShaderError> {
+    if (!err.wgsl || this.lost) return err;
+    const { errors } = await this.compileModule(err.wgsl.file, err.wgsl.source);
+    return errors ? new ShaderError(`shader compilation failed:\n${errors}`) : err;
+  }
+
   /** Compiles (once) the pipeline of a dispatch; reports WGSL errors as file:line:col. */
   async kernel(spec: DispatchSpec): Promise<Kernel> {
     const key = this.kernelKey(spec);
@@ -247,19 +276,9 @@ export class GpuContext {
       }
     }
     if (!s.module) {
-      this.device.pushErrorScope('validation');
-      s.module = this.device.createShaderModule({ code: s.source, label: file });
-      const info = await s.module.getCompilationInfo();
-      const scopeErr = await this.device.popErrorScope();
-      const errors = info.messages.filter((m) => m.type === 'error');
-      if (errors.length || scopeErr) {
-        s.module = undefined;
-        const lines = s.source.split('\n');
-        const text = errors.map((m) =>
-          `${file}:${m.lineNum}:${m.linePos}: ${m.message}\n    ${lines[m.lineNum - 1] ?? ''}`);
-        if (!text.length && scopeErr) text.push(`${file}: ${scopeErr.message}`);
-        throw new ShaderError(`shader compilation failed:\n${text.join('\n')}`);
-      }
+      const { module, errors } = await this.compileModule(file, s.source);
+      if (errors) throw new ShaderError(`shader compilation failed:\n${errors}`);
+      s.module = module;
       if (debugLevel() >= 4) debug(4, `${file}:\n${s.source}`, spec.shader);
     }
     const layout = this.device.createBindGroupLayout({

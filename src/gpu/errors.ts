@@ -11,7 +11,13 @@ export class SwavgpuError extends Error {
 export class OpArgumentError extends SwavgpuError {}
 
 /** A WGSL file that does not compile or reflect; message has file:line:col. */
-export class ShaderError extends SwavgpuError {}
+export class ShaderError extends SwavgpuError {
+  /**
+   * The WGSL that failed to parse where only the reflection step saw it (whose parser gives
+   * no column): the engine then asks the device's compiler for file:line:col.
+   */
+  wgsl?: { file: string; source: string };
+}
 
 /** A binding, uniform member or override the TypeScript side got wrong. */
 export class BindingError extends SwavgpuError {}

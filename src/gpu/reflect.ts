@@ -81,9 +81,12 @@ export function reflectShader(file: string, source: string): ShaderInfo {
     reflect = new WgslReflect(source);
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    const m = /line (\d+)/i.exec(msg);
+    // wgsl_reflect ends its messages with "Line: N" (a line, no column).
+    const m = /line:?\s*(\d+)/i.exec(msg);
     const where = m ? `${file}:${m[1]}: ${lineOf(source, Number(m[1])).trim()}\n` : `${file}: `;
-    throw new ShaderError(`${where}WGSL parse error: ${msg}`);
+    const err = new ShaderError(`${where}WGSL parse error: ${msg}`);
+    err.wgsl = { file, source };
+    throw err;
   }
   const entries = new Map<string, EntryInfo>();
   for (const fn of reflect.entry.compute) {

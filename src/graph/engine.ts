@@ -11,7 +11,7 @@
 import { BufferUsage, GpuContext, STORAGE_USAGE, type BufferRange, type DispatchSpec,
   type DispatchTiming, type TimingSource } from '../gpu/context.js';
 import { debug, debugLevel } from '../gpu/debug.js';
-import { DeviceLostError, LimitError, OpArgumentError } from '../gpu/errors.js';
+import { DeviceLostError, LimitError, OpArgumentError, ShaderError } from '../gpu/errors.js';
 import { Tensor, sizeOf, shapeStr, type EncodeContext, type Node, type Shape } from './tensor.js';
 
 let nextNodeId = 1;
@@ -367,6 +367,8 @@ export class Engine {
       return await this.encodeAndSubmit(nodes, materialize, reads, filling);
     } catch (e) {
       for (const d of filling) d.version = -1;
+      // A shader only the reflection step parsed (and failed to): the compiler says where.
+      if (e instanceof ShaderError && e.wgsl) throw await this.gpu.diagnose(e);
       throw e;
     }
   }

@@ -26,6 +26,16 @@ const engine = useEngine({
       '  out[i] = i;',
       '}',
     ].join('\n'),
+    // Deliberately broken WGSL: a syntax error ('lett') on line 4, which the reflection
+    // step meets first.
+    misspelt: [
+      '@group(0) @binding(0) var<storage, read_write> out: array<f32>;',
+      '@compute @workgroup_size(1)',
+      'fn main(@builtin(global_invocation_id) id: vec3<u32>) {',
+      '  lett i = id.x;',
+      '  out[i] = 1.0;',
+      '}',
+    ].join('\n'),
     // Reads vec4s: a bound range needs at least one.
     probe4: [
       '@group(0) @binding(0) var<storage, read> src: array<vec4<f32>>;',
@@ -207,6 +217,21 @@ describe('errors name what is wrong', () => {
     expect(err).toBeInstanceOf(ShaderError);
     expect(String(err)).toMatch(/broken\.wgsl:5:\d+: .*\n\s+out\[i\] = i;/);
   });
+
+  it('a syntax error reports file:line:col and the line too, and the engine stays usable',
+    async () => {
+      const e = engine();
+      const x = e.tensor([1], [1]);
+      const [y] = e.record({
+        op: 'misspelt', inputs: [x], outputs: [[1]],
+        encode: (ctx) => ctx.dispatch({ shader: 'misspelt', bindings: { out: ctx.output(0) },
+          workgroups: 1 }),
+      });
+      const err = await y.read().catch((er: unknown) => er);
+      expect(err).toBeInstanceOf(ShaderError);
+      expect(String(err)).toMatch(/misspelt\.wgsl:4:\d+: .*\n\s+lett i = id\.x;/);
+      expect(Array.from(await ops.addScalar(x, 1).read())).toEqual([2]);
+    });
 
   it('a binding the TypeScript side names wrongly', () => {
     const e = engine();
