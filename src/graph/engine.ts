@@ -16,6 +16,21 @@ import { Tensor, sizeOf, shapeStr, type EncodeContext, type Node, type Shape } f
 
 let nextNodeId = 1;
 
+/**
+ * Refuses an array holding anything but numbers (a typed array holds nothing else): Float32Array
+ * would turn a string or an object into NaN without a word.
+ */
+function checkNumbers(what: string, data: ArrayLike<number>): void {
+  if (ArrayBuffer.isView(data)) return;
+  for (let i = 0; i < data.length; i++) {
+    const v: unknown = data[i];
+    if (typeof v !== 'number') {
+      throw new OpArgumentError(`${what}: data[${i}] is ${v === null ? 'null' : typeof v} ` +
+        `${JSON.stringify(v) ?? String(v)}, not a number`);
+    }
+  }
+}
+
 /** A buffer derived from a leaf (EncodeContext.derived) and the leaf version it holds. */
 interface Derived {
   buffer: GPUBuffer;
@@ -129,6 +144,7 @@ export class Engine {
       throw new OpArgumentError(`${name}: ${data.length} values do not fill shape ` +
         `${shapeStr(shape)} (${sizeOf(shape)} values)`);
     }
+    checkNumbers(name, data);
     this.gpu.checkAlive(name);
     const t = new Tensor(this, shape, null, 0, opts.requiresGrad ?? false, opts.name);
     this.allocate(t);
@@ -154,6 +170,7 @@ export class Engine {
     if (data.length !== t.size) {
       throw new OpArgumentError(`write: ${data.length} values for ${t.describe()}`);
     }
+    checkNumbers(`write to ${t.describe()}`, data);
     const f = data instanceof Float32Array ? data : Float32Array.from(data);
     // The version advances when the write is handed to the queue, so runs encoded before
     // it see the old version and runs encoded after it the new one, as the device does.

@@ -490,6 +490,13 @@ describe('misuse is refused before GPU work, and the engine stays usable', () =>
     expect(() => e.tensor(null as unknown as number[], [3])).toThrow(/data must be an array/);
     expect(() => e.zeros([-1])).toThrow(/zeros: shape \[-1\] must have positive/);
     expect(() => e.zeros(['3'] as unknown as number[])).toThrow(/\["3"\] must have positive/);
+    // Float32Array.from would make NaN of these without a word.
+    expect(() => e.tensor(['a', 'b'] as unknown as number[], [2]))
+      .toThrow(/tensor: data\[0\] is string "a", not a number/);
+    expect(() => e.tensor([1, undefined, 3] as unknown as number[], [3]))
+      .toThrow(/data\[1\] is undefined/);
+    const t = e.tensor([1, 2], [2]);
+    expect(() => t.write([1, null] as unknown as number[])).toThrow(/write to .*data\[1\] is null/);
   });
 
   it('a read submitted before dispose is delivered, and a new engine works after', async () => {
