@@ -280,18 +280,7 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
     const [y] = x.engine.record({
       op: 'conv2d', inputs, outputs: [[g.N, g.O, g.OH, g.OW]], attrs: { ...attrs },
       encode: (ctx) => {
-        const total = g.C * g.KH * g.KW * plan.grid.rows4 * 4;
-        // Weights that have not changed since they were last packed (a leaf's version) are
-        // not packed again: inference, evaluation, and each step's second use of a layer.
-        const { range: wt, valid } = ctx.derived(1, 'conv2d.packed', PACKED_BYTES,
-          { uniform: true });
-        if (!valid) {
-          ctx.dispatch({
-            shader: 'conv2d', entry: 'pack_weights', overrides: { WG: SUM_WG },
-            bindings: { w: ctx.input(1), out: wt }, uniforms: params(g, { ...plan.grid, total }),
-            workgroups: groups(total, SUM_WG),
-          });
-        }
+        const wt = packedWeights(ctx, 'pack_weights', g, plan);
         dispatchRows(ctx, 'conv2d', g, plan, { x: ctx.input(0), bias: ctx.input(bias ? 2 : 1),
           out: ctx.output(0), wt });
       },
@@ -348,6 +337,27 @@ function rowsPlan(g: Geometry, tiling: ConvTiling, hasBias: boolean, wantVec = t
   const tilesY = Math.ceil(g.O / (t.WG_Y * t.TM));
   return { t, vec, xv, grid: { qTiles, cols, tilesX, tilesY, hasBias,
     rows4: Math.ceil(g.O / 4) } };
+}
+
+/**
+ * The weights (input 1 of the node, w of geometry g) packed for forward_rows by `entry`: as
+ * they are, or flipped for the input gradient. Weights that have not changed since they were
+ * last packed (a leaf's version) are not packed again: inference, evaluation, and each
+ * step's second use of a layer.
+ */
+function packedWeights(ctx: EncodeContext, entry: 'pack_weights' | 'pack_weights_flipped',
+  g: Geometry, plan: RowsPlan): BufferRange {
+  // C KH KW taps of O channels (rounded to 4), or, flipped, O KH KW taps of C channels.
+  const total = g.KH * g.KW * plan.grid.rows4 * 4 * (entry === 'pack_weights' ? g.C : g.O);
+  const { range, valid } = ctx.derived(1, `conv2d.${entry}`, PACKED_BYTES, { uniform: true });
+  if (!valid) {
+    ctx.dispatch({
+      shader: 'conv2d', entry, overrides: { WG: SUM_WG },
+      bindings: { w: ctx.input(1), out: range }, uniforms: params(g, { ...plan.grid, total }),
+      workgroups: groups(total, SUM_WG),
+    });
+  }
+  return range;
 }
 
 /** Records forward_rows over x with the packed weights wt (bias is read only if planned). */
@@ -453,16 +463,7 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, xShape: readonly numb
     const [dx] = w.engine.record({
       op, inputs: [dy, w], outputs: [[...xShape]],
       encode: (ctx) => {
-        const total = g.O * g.KH * g.KW * plan.grid.rows4 * 4;
-        const { range: wt, valid } = ctx.derived(1, 'conv2d.packedFlipped', PACKED_BYTES,
-          { uniform: true });
-        if (!valid) {
-          ctx.dispatch({
-            shader: 'conv2d', entry: 'pack_weights_flipped', overrides: { WG: SUM_WG },
-            bindings: { w: ctx.input(1), out: wt }, uniforms: params(g, { ...plan.grid, total }),
-            workgroups: groups(total, SUM_WG),
-          });
-        }
+        const wt = packedWeights(ctx, 'pack_weights_flipped', g, plan);
         // dy is the input; it stands in for the (unread) bias too.
         dispatchRows(ctx, op, flipped, plan, { x: ctx.input(0), bias: ctx.input(0),
           out: ctx.output(0), wt });

@@ -14,25 +14,32 @@ import { type RefTensor, randn, roundToF32 } from '../../src/reference/tensor.js
  */
 export async function dispatchedEntries(e: Engine, build: () => Tensor[],
   describe: (spec: DispatchSpec) => string = (spec) => spec.entry ?? 'main'): Promise<string[]> {
-  const seen: string[] = [];
+  const outs = build();
+  const { entries } = await runRecording(e, outs, describe);
+  for (const t of outs) t.dispose();
+  return entries;
+}
+
+/** Runs and reads `outs`, noting the kernels dispatched (as dispatchedEntries does). */
+export async function runRecording(e: Engine, outs: Tensor[],
+  describe: (spec: DispatchSpec) => string = (spec) => spec.entry ?? 'main'):
+  Promise<{ entries: string[]; values: Float32Array[] }> {
+  const entries: string[] = [];
   const original = e.gpu.recorder.bind(e.gpu);
   e.gpu.recorder = (label: string) => {
     const rec = original(label);
     const dispatch = rec.dispatch.bind(rec);
     rec.dispatch = (spec) => {
-      seen.push(describe(spec));
+      entries.push(describe(spec));
       return dispatch(spec);
     };
     return rec;
   };
   try {
-    const outs = build();
-    await e.run([], outs);
-    for (const t of outs) t.dispose();
+    return { entries, values: await e.run([], outs) };
   } finally {
     e.gpu.recorder = original;
   }
-  return seen;
 }
 
 /** The engine of the current test file, created before its tests and disposed after. */

@@ -12,7 +12,7 @@ import { assign } from '../../src/ops/shape.js';
 import type { Tensor } from '../../src/graph/tensor.js';
 import * as R from '../../src/reference/index.js';
 import { TOL } from '../../src/reference/compare.js';
-import { checkOp, dispatchedEntries, expectClose, randomInput, upload,
+import { checkOp, dispatchedEntries, expectClose, randomInput, runRecording, upload,
   useEngine } from '../helpers/gpu.js';
 
 const engine = useEngine();
@@ -316,28 +316,8 @@ describe('conv2d packed weights, kept per leaf until its values change', () => {
   const w2 = randomInput(W, 63);
   const expected = (w: typeof w1) => R.conv2d(x, w, null, { padding: [1, 1] });
   const tol = TOL.f32Matmul(3 * 3 * 3);
-  // The kernels of a run whose targets are `ys`, and their values.
-  async function run(ys: Tensor[]): Promise<{ entries: string[]; values: Float32Array[] }> {
-    const e = engine();
-    let values: Float32Array[] = [];
-    const seen: string[] = [];
-    const original = e.gpu.recorder.bind(e.gpu);
-    e.gpu.recorder = (label: string) => {
-      const rec = original(label);
-      const dispatch = rec.dispatch.bind(rec);
-      rec.dispatch = (spec) => {
-        seen.push(spec.entry ?? 'main');
-        return dispatch(spec);
-      };
-      return rec;
-    };
-    try {
-      values = await e.run([], ys);
-    } finally {
-      e.gpu.recorder = original;
-    }
-    return { entries: seen, values };
-  }
+  // The kernels of a run that reads `ys`, and their values.
+  const run = (ys: Tensor[]) => runRecording(engine(), ys);
   const packs = (entries: string[]) => entries.filter((k) => k === 'pack_weights').length;
 
   it('a second forward with the same leaf reuses the packed copy, to the same bits', async () => {
