@@ -44,13 +44,25 @@ function checkPositiveInt(what: string, name: string, v: unknown): number {
   return v;
 }
 
-/** Checks that a feature matrix's data fills rows x dim. */
+/**
+ * Checks that a feature matrix's data fills rows x dim and that every value is finite. A
+ * NaN or infinite feature has no cosine similarity or standardized value: on the GPU it
+ * would lose every comparison and come out as class 0, or poison a probe's loss.
+ */
 export function checkFeatures(what: string, name: string, f: Features): void {
   if (!f || !(f.data instanceof Float32Array)) fail(what, `${name}.data must be a Float32Array`);
   checkPositiveInt(what, `${name}.rows`, f.rows);
   checkPositiveInt(what, `${name}.dim`, f.dim);
   if (f.data.length !== f.rows * f.dim) {
     fail(what, `${name} has ${f.data.length} values, expected rows x dim = ${f.rows}x${f.dim}`);
+  }
+  const d = f.data;
+  for (let i = 0; i < d.length; i++) {
+    // v - v is 0 for finite v and NaN for NaN and +-Infinity: one test per value.
+    if (d[i] - d[i] !== 0) {
+      fail(what, `${name} row ${Math.floor(i / f.dim)}, column ${i % f.dim} is ${d[i]}: ` +
+        'features must be finite (this is the first value that is not)');
+    }
   }
 }
 

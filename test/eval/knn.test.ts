@@ -124,4 +124,23 @@ describe('knn argument errors', () => {
     await expect(knnClassify(e, bank, [0, 1, 0], feats([[1, 0]]), [1, 2], { k: 1 }))
       .rejects.toThrow('knn: testY has 2 labels for 1 feature rows');
   });
+
+  it('refuses NaN and infinite features, naming the matrix, row, column and value', async () => {
+    // On the GPU a NaN row loses every comparison and was voted class 0, a class the bank
+    // does not even hold: the same rows as the tester's repro.
+    const e = engine();
+    const b6 = feats([[1, 0], [1, 0.1], [1, 0.2], [-1, 0.3], [-1, 0.4], [-1, 0.5]]);
+    const y6 = [3, 3, 3, 7, 7, 7];
+    await expect(knnPredict(e, b6, y6, feats([[-1, 0], [NaN, NaN]]), { k: 3 }))
+      .rejects.toThrow('knn: testX row 1, column 0 is NaN: features must be finite');
+    await expect(knnPredict(e, b6, y6, feats([[-1, 0], [0, -Infinity]]), { k: 3 }))
+      .rejects.toThrow('knn: testX row 1, column 1 is -Infinity: features must be finite');
+    const badBank = feats([[1, 0], [1, 0.1], [1, 0.2], [-1, 0.3], [Infinity, 0.4], [-1, 0.5]]);
+    await expect(knnPredict(e, badBank, y6, feats([[-1, 0]]), { k: 3 }))
+      .rejects.toThrow('knn: bankX row 4, column 0 is Infinity: features must be finite');
+    await expect(knnClassify(e, b6, y6, feats([[NaN, 1]]), [7], { k: 3 }))
+      .rejects.toThrow('knn: testX row 0, column 0 is NaN: features must be finite');
+    // The finite rows of the same call still get the bank's classes.
+    expect([...await knnPredict(e, b6, y6, feats([[-1, 0], [1, 0]]), { k: 3 })]).toEqual([7, 3]);
+  });
 });

@@ -84,4 +84,27 @@ describe('linearProbe', () => {
     await expect(linearProbe(e, f, [0, 1, 3], f, [0, 1, 2], { classes: 3 })).rejects.toThrow(
       'linearProbe: trainY[2] = 3 is not a class in 0..2');
   });
+
+  it('refuses NaN and infinite features instead of blaming the learning rate', async () => {
+    const e = engine();
+    const train = blobs(2, 6, 2, 0.1, 1);
+    const test = blobs(2, 4, 2, 0.1, 2);
+    const nanTrain = { ...train.x, data: train.x.data.slice() };
+    nanTrain.data[2 * 2 + 1] = NaN;
+    const o = { epochs: 2, batch: 2, classes: 2 };
+    await expect(linearProbe(e, nanTrain, train.y, test.x, test.y, o)).rejects.toThrow(
+      'linearProbe: trainX row 2, column 1 is NaN: features must be finite');
+    // A NaN test row never reaches the loss: it would only have been predicted class 0.
+    const infTest = { ...test.x, data: test.x.data.slice() };
+    infTest.data[3 * 2] = Infinity;
+    await expect(linearProbe(e, train.x, train.y, infTest, test.y, o)).rejects.toThrow(
+      'linearProbe: testX row 3, column 0 is Infinity: features must be finite');
+  });
+
+  it('still reports genuine divergence from finite features', async () => {
+    const train = blobs(3, 60, 4, 1.0, 3);
+    await expect(linearProbe(engine(), train.x, train.y, train.x, train.y,
+      { epochs: 3, batch: 8, classes: 3, lr: 1e38 })).rejects.toThrow(
+      /^linearProbe: the training loss of epoch \d is (NaN|Infinity); lower lr \(1e\+38\)$/);
+  });
 });
