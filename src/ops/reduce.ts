@@ -11,17 +11,27 @@ const WG = 64;
 /** Past this many elements per output, and with few outputs, split into chunks. */
 const CHUNK = 1024;
 
+/**
+ * Axes normalised (negative counts from the end) and sorted. An axis named twice, [0, 0] or
+ * [1, -1] on rank 2, is refused as PyTorch refuses it ("dim appears multiple times"): it
+ * is a caller's mistake that a silent de-duplication would hide.
+ */
 function normAxes(op: string, x: Tensor, axes: number | readonly number[] | undefined): number[] {
   const list = axes === undefined ? x.shape.map((_, i) => i) : typeof axes === 'number' ? [axes] :
     [...axes];
-  const out = new Set<number>();
+  const out: number[] = [];
   for (const a of list) {
     if (!Number.isInteger(a) || a < -x.rank || a >= x.rank) {
       fail(op, `axis ${a} is out of range for ${x.describe()}`);
     }
-    out.add(a < 0 ? a + x.rank : a);
+    const n = a < 0 ? a + x.rank : a;
+    if (out.includes(n)) {
+      fail(op, `axes [${list.join(', ')}] name axis ${n} more than once (each axis may ` +
+        `appear once) for ${x.describe()}`);
+    }
+    out.push(n);
   }
-  return [...out].sort((a, b) => a - b);
+  return out.sort((a, b) => a - b);
 }
 
 function rowMajorStrides(shape: Shape): number[] {

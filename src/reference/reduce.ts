@@ -2,19 +2,32 @@
 
 import { type RefTensor, broadcastIndexMap, zeros } from './tensor.js';
 
-/** Normalises axes (negative counts from the end), rejecting repeats and out-of-range axes. */
-function normAxes(op: string, shape: readonly number[], axes: readonly number[] | undefined)
-  : number[] {
+/** Axes as the engine's reductions take them: one, a list, or all when omitted. */
+export type Axes = number | readonly number[] | undefined;
+
+/**
+ * Normalises axes (negative counts from the end) and sorts them, rejecting out-of-range
+ * axes and axes repeated after normalising ([1, -2] on rank 3 names axis 1 twice), as
+ * PyTorch does and the engine's reductions do.
+ */
+function normAxes(op: string, shape: readonly number[], axes: Axes): number[] {
   const rank = shape.length;
+  const shapeText = `[${shape.join(', ')}]`;
   if (axes === undefined) return shape.map((_d, i) => i);
-  const out = axes.map((a) => (a < 0 ? a + rank : a));
+  const list = typeof axes === 'number' ? [axes] : axes;
+  if (!Array.isArray(list)) {
+    throw new Error(`${op}: axes must be a number or an array of numbers, got ${String(axes)}`);
+  }
+  const out = list.map((a) => (a < 0 ? a + rank : a));
   out.forEach((a, i) => {
     if (!Number.isInteger(a) || a < 0 || a >= rank) {
-      throw new Error(`${op}: axis ${axes[i]} is out of range for shape [${shape.join(', ')}]`);
+      throw new Error(`${op}: axis ${list[i]} is out of range for shape ${shapeText}`);
     }
   });
-  if (new Set(out).size !== out.length) {
-    throw new Error(`${op}: repeated axis in [${axes.join(', ')}]`);
+  const twice = out.find((a, i) => out.indexOf(a) !== i);
+  if (twice !== undefined) {
+    throw new Error(`${op}: axes [${list.join(', ')}] name axis ${twice} more than once ` +
+      `(repeated axis) for shape ${shapeText}`);
   }
   return out.sort((x, y) => x - y);
 }
@@ -30,7 +43,7 @@ function reducedShapes(shape: readonly number[], axes: number[], keepDims: boole
 /**
  * Sum over `axes` (all axes when omitted). Reducing every axis without keepDims gives shape [].
  */
-export function sum(x: RefTensor, axes?: readonly number[], keepDims = false): RefTensor {
+export function sum(x: RefTensor, axes?: Axes, keepDims = false): RefTensor {
   const ax = normAxes('sum', x.shape, axes);
   const { kept, out } = reducedShapes(x.shape, ax, keepDims);
   // Every input element adds into the output element it broadcasts from.
@@ -45,7 +58,7 @@ function reducedCount(shape: readonly number[], axes: number[]): number {
 }
 
 /** Mean over `axes` (all when omitted). An empty reduction gives NaN (0/0), as NumPy. */
-export function mean(x: RefTensor, axes?: readonly number[], keepDims = false): RefTensor {
+export function mean(x: RefTensor, axes?: Axes, keepDims = false): RefTensor {
   const ax = normAxes('mean', x.shape, axes);
   const y = sum(x, ax, keepDims);
   const n = reducedCount(x.shape, ax);
@@ -61,7 +74,7 @@ function checkDy(op: string, dy: RefTensor, want: number[]): void {
 }
 
 // d sum(x)/dx_i = 1: dy broadcast back over the reduced axes
-export function sumBackward(dy: RefTensor, xShape: readonly number[], axes?: readonly number[],
+export function sumBackward(dy: RefTensor, xShape: readonly number[], axes?: Axes,
   keepDims = false): RefTensor {
   const ax = normAxes('sumBackward', xShape, axes);
   const { kept, out } = reducedShapes(xShape, ax, keepDims);
@@ -73,7 +86,7 @@ export function sumBackward(dy: RefTensor, xShape: readonly number[], axes?: rea
 }
 
 // d mean(x)/dx_i = 1/n, n the number of reduced elements
-export function meanBackward(dy: RefTensor, xShape: readonly number[], axes?: readonly number[],
+export function meanBackward(dy: RefTensor, xShape: readonly number[], axes?: Axes,
   keepDims = false): RefTensor {
   const ax = normAxes('meanBackward', xShape, axes);
   const dx = sumBackward(dy, xShape, ax, keepDims);
@@ -82,61 +95,67 @@ export function meanBackward(dy: RefTensor, xShape: readonly number[], axes?: re
   return dx;
 }
 
-/** Value and first index of the maximum along one axis; NaN wins, as in NumPy and PyTorch. */
-function maxAlong(x: RefTensor, axis: number, keepDims: boolean, op: string)
-  : { values: RefTensor; indices: RefTensor } {
-  const [a] = normAxes(op, x.shape, [axis]);
-  if (x.shape[a] === 0) throw new Error(`${op}: axis ${axis} of [${x.shape.join(', ')}] is empty`);
-  const { out } = reducedShapes(x.shape, [a], keepDims);
-  const outer = x.shape.slice(0, a).reduce((n, d) => n * d, 1);
-  const len = x.shape[a];
-  const inner = x.shape.slice(a + 1).reduce((n, d) => n * d, 1);
+/**
+ * Value and flat index into x of the first maximum of each reduced set, first in row-major
+ * order over the reduced axes (as the engine's max and its gradient pick it); a NaN wins,
+ * as in NumPy and PyTorch.
+ */
+function maxOver(x: RefTensor, axes: Axes, keepDims: boolean, op: string)
+  : { values: RefTensor; at: Int32Array; ax: number[] } {
+  const ax = normAxes(op, x.shape, axes);
+  const empty = ax.find((a) => x.shape[a] === 0);
+  if (empty !== undefined) {
+    throw new Error(`${op}: axis ${empty} of [${x.shape.join(', ')}] is empty`);
+  }
+  const { kept, out } = reducedShapes(x.shape, ax, keepDims);
+  // Row-major order over x visits each reduced set in row-major order over its axes.
+  const map = broadcastIndexMap(kept, x.shape);
   const values = zeros(out);
-  const indices = zeros(out);
-  for (let o = 0; o < outer; o++) {
-    for (let i = 0; i < inner; i++) {
-      let best = -Infinity;
-      let arg = 0;
-      for (let k = 0; k < len; k++) {
-        const v = x.data[(o * len + k) * inner + i];
-        // Strict > keeps the first of tied maxima; a NaN is taken once and then kept.
-        if (v > best || (Number.isNaN(v) && !Number.isNaN(best))) {
-          best = v;
-          arg = k;
-        }
-        if (Number.isNaN(best)) break;
-      }
-      values.data[o * inner + i] = best;
-      indices.data[o * inner + i] = arg;
+  values.data.fill(-Infinity);
+  const at = new Int32Array(values.data.length).fill(-1);
+  for (let i = 0; i < x.data.length; i++) {
+    const o = map[i];
+    const v = x.data[i];
+    const best = values.data[o];
+    // Strict > keeps the first of tied maxima; a NaN is taken once and then kept. -Infinity
+    // everywhere still marks its first element.
+    if (at[o] < 0 || v > best || (Number.isNaN(v) && !Number.isNaN(best))) {
+      values.data[o] = v;
+      at[o] = i;
     }
   }
-  return { values, indices };
+  return { values, at, ax };
 }
 
-/** Maximum along `axis`. */
-export function max(x: RefTensor, axis: number, keepDims = false): RefTensor {
-  return maxAlong(x, axis, keepDims, 'max').values;
+/**
+ * Maximum over `axes` (one, a list, or all when omitted), as the engine's `max`: NaN where
+ * the reduced set holds a NaN.
+ */
+export function max(x: RefTensor, axes?: Axes, keepDims = false): RefTensor {
+  return maxOver(x, axes, keepDims, 'max').values;
 }
 
-/** Index (as a float64 value) of the first maximum along `axis`. */
+/** Index (as a float64 value) of the first maximum along one `axis`. */
 export function argmax(x: RefTensor, axis: number, keepDims = false): RefTensor {
-  return maxAlong(x, axis, keepDims, 'argmax').indices;
-}
-
-// d max(x)/dx_i = [i is the first index of the maximum]: ties send the whole gradient to the
-// first maximal element, as argmax picks it, instead of splitting it
-export function maxBackward(dy: RefTensor, x: RefTensor, axis: number, keepDims = false)
-  : RefTensor {
-  const { indices } = maxAlong(x, axis, keepDims, 'maxBackward');
-  checkDy('maxBackward', dy, indices.shape);
-  const a = axis < 0 ? axis + x.shape.length : axis;
+  if (typeof axis !== 'number') {
+    // An index along several axes at once has no single coordinate to give.
+    throw new Error(`argmax: takes one axis (a number), got ${JSON.stringify(axis)}`);
+  }
+  const { values, at, ax: [a] } = maxOver(x, axis, keepDims, 'argmax');
   const len = x.shape[a];
   const inner = x.shape.slice(a + 1).reduce((n, d) => n * d, 1);
+  for (let j = 0; j < at.length; j++) values.data[j] = Math.floor(at[j] / inner) % len;
+  return values;
+}
+
+// d max(x)/dx_i = [i is the first maximum of its reduced set, row-major over the reduced
+// axes]: ties send the whole gradient to the first maximal element, as argmax picks it,
+// instead of splitting it
+export function maxBackward(dy: RefTensor, x: RefTensor, axes?: Axes, keepDims = false)
+  : RefTensor {
+  const { values, at } = maxOver(x, axes, keepDims, 'maxBackward');
+  checkDy('maxBackward', dy, values.shape);
   const dx = zeros(x.shape);
-  for (let j = 0; j < indices.data.length; j++) {
-    const o = Math.floor(j / inner);
-    const i = j % inner;
-    dx.data[(o * len + indices.data[j]) * inner + i] = dy.data[j];
-  }
+  for (let j = 0; j < at.length; j++) dx.data[at[j]] = dy.data[j];
   return dx;
 }
