@@ -1,14 +1,15 @@
 // Direct 2-D convolution in NCHW with zero padding, and its three backward products.
 
+import { type Pair, pairOf } from './pair.js';
 import { type RefTensor, zeros } from './tensor.js';
 
 export interface Conv2dOptions {
-  /** [sh, sw], default [1, 1]. */
-  stride?: [number, number];
-  /** Zeros added on each side, [ph, pw], default [0, 0]. */
-  padding?: [number, number];
-  /** Gap between kernel taps, [dh, dw], default [1, 1]. */
-  dilation?: [number, number];
+  /** One number for both axes or [sh, sw]; default 1, as the engine's conv2d. */
+  stride?: Pair;
+  /** Zeros added on each side, a number or [ph, pw]; default 0. */
+  padding?: Pair;
+  /** Gap between kernel taps, a number or [dh, dw]; default 1. */
+  dilation?: Pair;
 }
 
 interface Geometry {
@@ -32,13 +33,13 @@ function geometry(xShape: readonly number[], wShape: readonly number[], opts: Co
     throw new Error(`${op}: x has C=${C} channels ${fmt(xShape)} but w expects ${Cw} ` +
       `${fmt(wShape)}`);
   }
-  const [sh, sw] = opts.stride ?? [1, 1];
-  const [ph, pw] = opts.padding ?? [0, 0];
-  const [dh, dw] = opts.dilation ?? [1, 1];
-  if (sh < 1 || sw < 1 || dh < 1 || dw < 1 || ph < 0 || pw < 0) {
-    throw new Error(`${op}: stride and dilation must be >= 1 and padding >= 0, got ` +
-      `stride ${fmt([sh, sw])}, padding ${fmt([ph, pw])}, dilation ${fmt([dh, dw])}`);
+  if (typeof opts !== 'object' || opts === null) {
+    throw new Error(`${op}: options must be an object, got ${String(opts)}`);
   }
+  const shapes = `x ${fmt(xShape)}, w ${fmt(wShape)}`;
+  const [sh, sw] = pairOf(op, 'stride', opts.stride, 1, [1, 1], shapes);
+  const [ph, pw] = pairOf(op, 'padding', opts.padding, 0, [0, 0], shapes);
+  const [dh, dw] = pairOf(op, 'dilation', opts.dilation, 1, [1, 1], shapes);
   // H' = floor((H + 2 ph - dh (KH - 1) - 1) / sh) + 1
   const OH = Math.floor((H + 2 * ph - dh * (KH - 1) - 1) / sh) + 1;
   const OW = Math.floor((W + 2 * pw - dw * (KW - 1) - 1) / sw) + 1;

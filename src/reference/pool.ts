@@ -1,5 +1,6 @@
 // Global average pooling and 2-D max pooling in NCHW, with their backward rules.
 
+import { type Pair, pairOf } from './pair.js';
 import { type RefTensor, zeros } from './tensor.js';
 
 const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
@@ -36,11 +37,24 @@ export function globalAvgPoolBackward(dy: RefTensor, xShape: readonly number[]):
   return dx;
 }
 
-export interface MaxPool2dOptions {
+/** The window of maxPool2d as the engine's maxPool2d takes it: numbers or [h, w] pairs. */
+export interface MaxPool2dWindow {
+  /** Window size, one number for both axes or [kh, kw]. */
+  kernel: Pair;
+  /** A number or [sh, sw]; default: the kernel size, as PyTorch. */
+  stride?: Pair;
+  /** -Infinity added on each side, a number or [ph, pw], default 0; at most half the kernel. */
+  padding?: Pair;
+}
+
+/**
+ * The same window with every field an [h, w] pair: the only form this module once took,
+ * kept as a type so that code reading the fields as pairs still compiles. The functions
+ * take either form (MaxPool2dWindow).
+ */
+export interface MaxPool2dOptions extends MaxPool2dWindow {
   kernel: [number, number];
-  /** Default: the kernel size, as PyTorch. */
   stride?: [number, number];
-  /** -Infinity added on each side, [ph, pw], default [0, 0]; at most half the kernel. */
   padding?: [number, number];
 }
 
@@ -49,21 +63,26 @@ interface PoolGeometry {
   kh: number; kw: number; sh: number; sw: number; ph: number; pw: number;
 }
 
-function poolGeometry(op: string, shape: readonly number[], opts: MaxPool2dOptions)
+function poolGeometry(op: string, shape: readonly number[], opts: MaxPool2dWindow)
   : PoolGeometry {
   const [N, C, H, W] = nchw(op, shape);
-  const [kh, kw] = opts.kernel;
-  const [sh, sw] = opts.stride ?? opts.kernel;
-  const [ph, pw] = opts.padding ?? [0, 0];
+  if (typeof opts !== 'object' || opts === null) {
+    throw new Error(`${op}: options { kernel } are required, got ${String(opts)}`);
+  }
+  const context = `x ${fmt(shape)}`;
+  if (opts.kernel === undefined) throw new Error(`${op}: options { kernel } are required`);
+  const [kh, kw] = pairOf(op, 'kernel', opts.kernel, 1, [1, 1], context);
+  const [sh, sw] = pairOf(op, 'stride', opts.stride, 1, [kh, kw], context);
+  const [ph, pw] = pairOf(op, 'padding', opts.padding, 0, [0, 0], context);
   // PyTorch's rule; it also guarantees every window holds at least one real element.
-  if (ph > kh / 2 || pw > kw / 2 || ph < 0 || pw < 0) {
+  if (ph > kh / 2 || pw > kw / 2) {
     throw new Error(`${op}: padding ${fmt([ph, pw])} must be between 0 and half the kernel ` +
       `${fmt([kh, kw])}`);
   }
   // H' = floor((H + 2 ph - kh) / sh) + 1 (floor mode, no ceil)
   const OH = Math.floor((H + 2 * ph - kh) / sh) + 1;
   const OW = Math.floor((W + 2 * pw - kw) / sw) + 1;
-  if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || OH < 1 || OW < 1) {
+  if (OH < 1 || OW < 1) {
     throw new Error(`${op}: kernel ${fmt([kh, kw])}, stride ${fmt([sh, sw])}, padding ` +
       `${fmt([ph, pw])} give no output for x ${fmt(shape)}`);
   }
@@ -107,12 +126,12 @@ function poolArgmax(x: RefTensor, g: PoolGeometry): { y: RefTensor; src: Int32Ar
   return { y, src };
 }
 
-export function maxPool2d(x: RefTensor, opts: MaxPool2dOptions): RefTensor {
+export function maxPool2d(x: RefTensor, opts: MaxPool2dWindow): RefTensor {
   return poolArgmax(x, poolGeometry('maxPool2d', x.shape, opts)).y;
 }
 
 // dx[i] = sum of dy over the windows whose first maximal element is i (1 at the argmax, else 0)
-export function maxPool2dBackward(dy: RefTensor, x: RefTensor, opts: MaxPool2dOptions)
+export function maxPool2dBackward(dy: RefTensor, x: RefTensor, opts: MaxPool2dWindow)
   : RefTensor {
   const g = poolGeometry('maxPool2dBackward', x.shape, opts);
   const want = [g.N, g.C, g.OH, g.OW];

@@ -50,6 +50,42 @@ describe('conv2d forward', () => {
     expect(() => conv2dOutputShape([1, 1, 2, 2], [1, 1, 3, 3])).toThrow(/does not fit/);
     expect(() => conv2dOutputShape([1, 2, 4, 4], [1, 3, 3, 3])).toThrow(/C=2.*expects 3/);
   });
+
+  it('takes stride, padding and dilation as a number or a pair, as the engine does', () => {
+    // Both forms from the same options object the README hands the engine and the reference.
+    const rng = mulberry32(12);
+    const x = randn([1, 2, 7, 6], rng);
+    const w = randn([3, 2, 3, 2], rng);
+    const num = conv2d(x, w, null, { stride: 2, padding: 1, dilation: 2 });
+    const pair = conv2d(x, w, null, { stride: [2, 2], padding: [1, 1], dilation: [2, 2] });
+    expect(num.shape).toEqual([1, 3, 3, 3]);
+    expect(Array.from(num.data)).toEqual(Array.from(pair.data));
+    expect(conv2dOutputShape([2, 3, 7, 6], [4, 3, 3, 2], { stride: [2, 1], padding: 1 }))
+      .toEqual([2, 4, 4, 7]);
+    const dy = randn([1, 3, 3, 3], rng);
+    expect(Array.from(conv2dBackwardInput(dy, w, x.shape, { stride: 2, padding: 1,
+      dilation: 2 }).data)).toEqual(Array.from(conv2dBackwardInput(dy, w, x.shape,
+      { stride: [2, 2], padding: [1, 1], dilation: [2, 2] }).data));
+  });
+
+  it('names the op, the option, the value and the shapes of a bad option', () => {
+    const x = [1, 1, 6, 6];
+    const w = [2, 1, 3, 3];
+    const shapes = '(x [1, 1, 6, 6], w [2, 1, 3, 3])';
+    expect(() => conv2dOutputShape(x, w, { stride: 0 })).toThrow(
+      `conv2dOutputShape: stride must be an integer >= 1 or a pair [h, w] of them, got 0 ${shapes}`);
+    expect(() => conv2d(randn(x, mulberry32(1)), randn(w, mulberry32(2)), null,
+      { padding: [1, -1] })).toThrow(
+      `conv2d: padding must be an integer >= 0 or a pair [h, w] of them, got [1,-1] ${shapes}`);
+    expect(() => conv2dOutputShape(x, w, { dilation: 1.5 })).toThrow(
+      'conv2dOutputShape: dilation must be an integer >= 1 or a pair [h, w] of them, got 1.5');
+    expect(() => conv2dOutputShape(x, w, { stride: [1, 1, 1] as never })).toThrow(
+      'conv2dOutputShape: stride must be an integer >= 1 or a pair [h, w] of them, got [1,1,1]');
+    expect(() => conv2dOutputShape(x, w, { padding: '1' as never })).toThrow(
+      'conv2dOutputShape: padding must be an integer >= 0 or a pair [h, w] of them, got "1"');
+    expect(() => conv2dOutputShape(x, w, null as never)).toThrow(
+      'conv2dOutputShape: options must be an object, got null');
+  });
 });
 
 describe('conv2d backward against finite differences', () => {

@@ -53,6 +53,37 @@ describe('maxPool2d', () => {
     expect(Array.from(dx2.data)).toEqual([0, 5, 0]);
   });
 
+  it('takes kernel, stride and padding as a number or a pair, as the engine does', () => {
+    const x = randn([2, 3, 7, 6], mulberry32(8));
+    const num = maxPool2d(x, { kernel: 3, stride: 2, padding: 1 });
+    const pair = maxPool2d(x, { kernel: [3, 3], stride: [2, 2], padding: [1, 1] });
+    expect(num.shape).toEqual([2, 3, 4, 3]);
+    expect(Array.from(num.data)).toEqual(Array.from(pair.data));
+    // kernel 2 alone: stride defaults to the kernel.
+    expect(maxPool2d(x, { kernel: 2 }).shape).toEqual([2, 3, 3, 3]);
+    expect(maxPool2d(x, { kernel: [3, 2], stride: 1 }).shape).toEqual([2, 3, 5, 5]);
+    const dy = randn([2, 3, 4, 3], mulberry32(9));
+    expect(Array.from(maxPool2dBackward(dy, x, { kernel: 3, stride: 2, padding: 1 }).data))
+      .toEqual(Array.from(maxPool2dBackward(dy, x,
+        { kernel: [3, 3], stride: [2, 2], padding: [1, 1] }).data));
+  });
+
+  it('names the op, the option and the value of a bad option', () => {
+    const x = ref([1, 1, 4, 4], (i) => i);
+    expect(() => maxPool2d(x, { kernel: 0 })).toThrow(
+      'maxPool2d: kernel must be an integer >= 1 or a pair [h, w] of them, got 0 ' +
+      '(x [1, 1, 4, 4])');
+    expect(() => maxPool2d(x, { kernel: 2, stride: 1.5 })).toThrow(
+      'maxPool2d: stride must be an integer >= 1 or a pair [h, w] of them, got 1.5');
+    expect(() => maxPool2d(x, { kernel: 2, padding: -1 })).toThrow(
+      'maxPool2d: padding must be an integer >= 0 or a pair [h, w] of them, got -1');
+    expect(() => maxPool2d(x, { kernel: [2, 2, 2] as never })).toThrow(
+      'maxPool2d: kernel must be an integer >= 1 or a pair [h, w] of them, got [2,2,2]');
+    expect(() => maxPool2d(x, {} as never)).toThrow('maxPool2d: options { kernel } are required');
+    expect(() => maxPool2dBackward(x, x, undefined as never)).toThrow(
+      'maxPool2dBackward: options { kernel } are required, got undefined');
+  });
+
   it('rejects padding over half the kernel', () => {
     expect(() => maxPool2d(ref([1, 1, 4, 4], (i) => i), { kernel: [2, 2], padding: [2, 0] }))
       .toThrow(/padding \[2, 0\] must be between 0 and half the kernel \[2, 2\]/);
