@@ -7,7 +7,8 @@ import { matmul } from '../ops/matmul.js';
 import { conv2d, type Conv2dOptions } from '../ops/conv.js';
 import { batchNorm } from '../ops/batchnorm.js';
 import { fail } from '../ops/util.js';
-import { Module, type InitRng } from './module.js';
+import { checkInitRng, checkLayerFlag, checkLayerInt, checkLayerNumber, checkLayerPair,
+  layerError, Module, type InitRng } from './module.js';
 
 /** y = x W^T + b with W [out, in], as PyTorch stores it; U(-1/sqrt(in), 1/sqrt(in)) init. */
 export class Linear extends Module {
@@ -17,6 +18,11 @@ export class Linear extends Module {
   constructor(engine: Engine, readonly inFeatures: number, readonly outFeatures: number,
     rng: InitRng, opts: { bias?: boolean; name?: string } = {}) {
     super(engine);
+    const layer = `Linear "${opts?.name ?? 'linear'}"`;
+    checkLayerInt(layer, 'inFeatures', inFeatures);
+    checkLayerInt(layer, 'outFeatures', outFeatures);
+    checkInitRng(layer, rng);
+    checkLayerFlag(layer, 'bias', opts.bias);
     const bound = 1 / Math.sqrt(inFeatures);
     const w = new Float32Array(inFeatures * outFeatures).map(() => (2 * rng.uniform() - 1) * bound);
     this.weight = this.addParam('weight', engine.param(w, [outFeatures, inFeatures],
@@ -43,6 +49,16 @@ export class Conv2d extends Module {
     readonly kernel: number, rng: InitRng, readonly opts: Conv2dOptions & { bias?: boolean;
       name?: string } = {}) {
     super(engine);
+    const layer = `Conv2d "${opts?.name ?? 'conv'}"`;
+    checkLayerInt(layer, 'inChannels', inChannels);
+    checkLayerInt(layer, 'outChannels', outChannels);
+    checkLayerInt(layer, 'kernel', kernel);
+    checkInitRng(layer, rng);
+    // The forms and ranges conv2d takes, checked here rather than at the first forward.
+    checkLayerPair(layer, 'stride', opts.stride, 1);
+    checkLayerPair(layer, 'padding', opts.padding, 0);
+    checkLayerPair(layer, 'dilation', opts.dilation, 1);
+    checkLayerFlag(layer, 'bias', opts.bias);
     const fanOut = outChannels * kernel * kernel;
     const std = Math.sqrt(2 / fanOut);
     const w = new Float32Array(outChannels * inChannels * kernel * kernel)
@@ -69,7 +85,18 @@ export class BatchNorm extends Module {
   constructor(engine: Engine, readonly channels: number, readonly opts: { momentum?: number;
     eps?: number; relu?: boolean; name?: string } = {}) {
     super(engine);
-    const name = opts.name ?? 'bn';
+    const name = opts?.name ?? 'bn';
+    const layer = `BatchNorm "${name}"`;
+    checkLayerInt(layer, 'channels', channels);
+    // The ranges batchNorm takes (PyTorch's convention: running = (1 - m) running + m batch).
+    if (opts.momentum !== undefined) {
+      checkLayerNumber(layer, 'momentum', opts.momentum, (v) => v >= 0 && v <= 1,
+        'a number in [0, 1]');
+    }
+    if (opts.eps !== undefined) {
+      checkLayerNumber(layer, 'eps', opts.eps, (v) => v > 0, 'a finite number > 0');
+    }
+    checkLayerFlag(layer, 'relu', opts.relu);
     this.weight = this.addParam('weight', engine.param(new Float32Array(channels).fill(1),
       [channels], `${name}.weight`));
     this.bias = this.addParam('bias', engine.param(new Float32Array(channels), [channels],
@@ -99,6 +126,12 @@ export class Sequential extends Module {
 
   constructor(engine: Engine, layers: Module[]) {
     super(engine);
+    if (!Array.isArray(layers)) layerError('Sequential', 'layers must be an array of modules');
+    layers.forEach((m, i) => {
+      if (!(m instanceof Module)) {
+        layerError('Sequential', `layers[${i}] must be a Module, got ${String(m)}`);
+      }
+    });
     this.layers = layers;
     layers.forEach((m, i) => this.addModule(String(i), m));
   }

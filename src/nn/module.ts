@@ -3,6 +3,7 @@
 
 import type { Engine } from '../graph/engine.js';
 import type { Tensor } from '../graph/tensor.js';
+import { OpArgumentError } from '../gpu/errors.js';
 
 export abstract class Module {
   training = true;
@@ -104,4 +105,56 @@ export interface InitRng {
 export function initRng(seed: number): InitRng {
   const n = normalRng(seed) as (() => number) & { uniform: () => number };
   return { normal: n, uniform: n.uniform };
+}
+
+/**
+ * Constructor checks of the layers, so that a bad size or option is refused where it is
+ * given, not at the first forward (or as a raw RangeError from a typed array). `layer`
+ * names the layer as the message should: its class and name, `Linear "probe"`.
+ */
+export function layerError(layer: string, message: string): never {
+  throw new OpArgumentError(`${layer}: ${message}`);
+}
+
+/** An integer >= `min` (sizes, channel counts, kernels). */
+export function checkLayerInt(layer: string, name: string, v: unknown, min = 1): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
+    layerError(layer, `${name} must be an integer >= ${min}, got ${String(v)}`);
+  }
+  return v;
+}
+
+/** A finite number that `rule` (described by `ruleText`) accepts. */
+export function checkLayerNumber(layer: string, name: string, v: unknown,
+  rule: (x: number) => boolean, ruleText: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || !rule(v)) {
+    layerError(layer, `${name} must be ${ruleText}, got ${String(v)}`);
+  }
+  return v;
+}
+
+/** An optional boolean flag (bias, relu). */
+export function checkLayerFlag(layer: string, name: string, v: unknown): void {
+  if (v !== undefined && typeof v !== 'boolean') {
+    layerError(layer, `${name} must be true or false, got ${String(v)}`);
+  }
+}
+
+/** A number for both axes or an [h, w] pair of integers >= `min`, as conv2d takes them. */
+export function checkLayerPair(layer: string, name: string, v: unknown, min: number): void {
+  if (v === undefined) return;
+  const p = typeof v === 'number' ? [v] : Array.isArray(v) && v.length === 2 ? v : null;
+  if (!p || !p.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= min)) {
+    layerError(layer, `${name} must be an integer >= ${min} or a pair [h, w] of them, got ` +
+      `${JSON.stringify(v)}`);
+  }
+}
+
+/** The generator that initialises weights: { normal, uniform }, as initRng(seed) makes. */
+export function checkInitRng(layer: string, rng: unknown): void {
+  const r = rng as Partial<InitRng> | null | undefined;
+  if (typeof r?.normal !== 'function' || typeof r?.uniform !== 'function') {
+    layerError(layer, `rng must be an InitRng ({ normal, uniform }, from initRng(seed)), got ` +
+      `${rng === null ? 'null' : typeof rng}`);
+  }
 }

@@ -7,7 +7,7 @@ import { addRelu } from '../ops/elementwise.js';
 import { globalAvgPool } from '../ops/pool.js';
 import { fail } from '../ops/util.js';
 import { BatchNorm, Conv2d } from './layers.js';
-import { Module, type InitRng } from './module.js';
+import { checkInitRng, checkLayerInt, Module, type InitRng } from './module.js';
 
 export interface ResNetOptions {
   /** Input channels (1 for grayscale). */
@@ -78,13 +78,19 @@ export class ResNet extends Module {
 
   constructor(engine: Engine, rng: InitRng, readonly opts: ResNetOptions = {}) {
     super(engine);
-    const inC = opts.inChannels ?? 1;
-    const width = opts.width ?? 16;
+    checkInitRng('ResNet', rng);
+    const inC = checkLayerInt('ResNet', 'inChannels', opts.inChannels ?? 1);
+    const width = checkLayerInt('ResNet', 'width', opts.width ?? 16);
     const blocks = opts.blocks ?? [1, 1, 1];
+    if (!Array.isArray(blocks) || !blocks.length) {
+      fail('ResNet', `blocks must be a non-empty array of block counts, got ${String(blocks)}`);
+    }
     const strides = opts.strides ?? blocks.map((_, i) => (i === 0 ? 1 : 2));
-    if (!Number.isInteger(width) || width < 1) fail('ResNet', `width must be >= 1, got ${width}`);
-    if (blocks.length !== strides.length || blocks.some((b) => !Number.isInteger(b) || b < 1)) {
-      fail('ResNet', `blocks [${blocks}] and strides [${strides}] must be positive and as many`);
+    if (!Array.isArray(strides) || blocks.length !== strides.length ||
+      blocks.some((b) => !Number.isInteger(b) || b < 1) ||
+      strides.some((s) => !Number.isInteger(s) || s < 1)) {
+      fail('ResNet', `blocks [${blocks}] and strides [${strides}] must be integers >= 1, as ` +
+        'many of each (one per stage)');
     }
     this.conv1 = this.addModule('conv1', new Conv2d(engine, inC, width, 3, rng,
       { padding: 1, name: 'conv1' }));

@@ -1,0 +1,123 @@
+// Layer constructors refuse bad sizes and options where they are given, naming the layer,
+// the argument and the allowed range, instead of a raw RangeError from a typed array or an
+// error at the first forward.
+
+import { describe, expect, it } from 'vitest';
+import { OpArgumentError } from '../../src/gpu/errors.js';
+import { BatchNorm, Conv2d, Linear, ReLU, Sequential } from '../../src/nn/layers.js';
+import { initRng, type InitRng } from '../../src/nn/module.js';
+import { ResNet } from '../../src/nn/resnet.js';
+import { useEngine } from '../helpers/gpu.js';
+
+const engine = useEngine();
+const rng = () => initRng(0);
+
+/** Expects `f` to throw an OpArgumentError with exactly this message. */
+function refuses(f: () => unknown, message: string): void {
+  expect(f).toThrow(OpArgumentError);
+  expect(f).toThrow(message);
+}
+
+describe('Linear', () => {
+  it('names the layer and the bad size', () => {
+    const e = engine();
+    // Was "RangeError: Invalid typed array length: -2".
+    refuses(() => new Linear(e, 2, -1, rng()),
+      'Linear "linear": outFeatures must be an integer >= 1, got -1');
+    refuses(() => new Linear(e, 0, 3, rng(), { name: 'probe' }),
+      'Linear "probe": inFeatures must be an integer >= 1, got 0');
+    refuses(() => new Linear(e, 2.5, 3, rng()),
+      'Linear "linear": inFeatures must be an integer >= 1, got 2.5');
+    refuses(() => new Linear(e, 2, 3, {} as InitRng),
+      'Linear "linear": rng must be an InitRng ({ normal, uniform }, from initRng(seed)), ' +
+      'got object');
+    refuses(() => new Linear(e, 2, 3, rng(), { bias: 'no' as never }),
+      'Linear "linear": bias must be true or false, got no');
+  });
+
+  it('good sizes still build and run', async () => {
+    const l = new Linear(engine(), 3, 2, rng(), { bias: false });
+    expect(l.weight.shape).toEqual([2, 3]);
+    expect(l.bias).toBeNull();
+    const y = l.forward(engine().tensor([1, 0, 0], [1, 3]));
+    expect(Array.from(await y.read())).toEqual(Array.from(await l.weight.read())
+      .filter((_, i) => i % 3 === 0));
+  });
+});
+
+describe('Conv2d', () => {
+  it('validates channels, kernel and geometry options at construction', () => {
+    const e = engine();
+    // Was accepted, and failed only at the first forward.
+    refuses(() => new Conv2d(e, 1, 2, 3, rng(), { stride: 0 }),
+      'Conv2d "conv": stride must be an integer >= 1 or a pair [h, w] of them, got 0');
+    refuses(() => new Conv2d(e, 1, 2, 3, rng(), { padding: [1, -1], name: 'stem' }),
+      'Conv2d "stem": padding must be an integer >= 0 or a pair [h, w] of them, got [1,-1]');
+    refuses(() => new Conv2d(e, 1, 2, 3, rng(), { dilation: [1, 1, 1] as never }),
+      'Conv2d "conv": dilation must be an integer >= 1 or a pair [h, w] of them, got [1,1,1]');
+    refuses(() => new Conv2d(e, 0, 2, 3, rng()),
+      'Conv2d "conv": inChannels must be an integer >= 1, got 0');
+    refuses(() => new Conv2d(e, 1, -4, 3, rng()),
+      'Conv2d "conv": outChannels must be an integer >= 1, got -4');
+    refuses(() => new Conv2d(e, 1, 2, 0, rng()),
+      'Conv2d "conv": kernel must be an integer >= 1, got 0');
+    refuses(() => new Conv2d(e, 1, 2, 3, rng(), { bias: 1 as never }),
+      'Conv2d "conv": bias must be true or false, got 1');
+  });
+
+  it('numbers and pairs within range still build and run', async () => {
+    const e = engine();
+    const c = new Conv2d(e, 1, 2, 3, rng(), { stride: [2, 1], padding: 1, dilation: 1,
+      bias: true });
+    expect(c.forward(e.zeros([1, 1, 5, 4])).shape).toEqual([1, 2, 3, 4]);
+  });
+});
+
+describe('BatchNorm', () => {
+  it('validates channels, momentum and eps at construction', () => {
+    const e = engine();
+    // Was accepted, and failed only at the first forward.
+    refuses(() => new BatchNorm(e, 3, { momentum: 2 }),
+      'BatchNorm "bn": momentum must be a number in [0, 1], got 2');
+    refuses(() => new BatchNorm(e, 3, { momentum: -0.1, name: 'bn1' }),
+      'BatchNorm "bn1": momentum must be a number in [0, 1], got -0.1');
+    refuses(() => new BatchNorm(e, 3, { momentum: Number.NaN }),
+      'BatchNorm "bn": momentum must be a number in [0, 1], got NaN');
+    refuses(() => new BatchNorm(e, 3, { eps: 0 }),
+      'BatchNorm "bn": eps must be a finite number > 0, got 0');
+    refuses(() => new BatchNorm(e, 3, { eps: Infinity }),
+      'BatchNorm "bn": eps must be a finite number > 0, got Infinity');
+    refuses(() => new BatchNorm(e, 0), 'BatchNorm "bn": channels must be an integer >= 1, got 0');
+    refuses(() => new BatchNorm(e, 3, { relu: 'yes' as never }),
+      'BatchNorm "bn": relu must be true or false, got yes');
+  });
+
+  it('the ends of the momentum range are allowed', () => {
+    const e = engine();
+    expect(new BatchNorm(e, 3, { momentum: 0 }).channels).toBe(3);
+    expect(new BatchNorm(e, 3, { momentum: 1, eps: 1e-3 }).channels).toBe(3);
+  });
+});
+
+describe('Sequential and ResNet', () => {
+  it('Sequential refuses what is not a module', () => {
+    const e = engine();
+    refuses(() => new Sequential(e, [new ReLU(e), (() => 1) as never]),
+      'Sequential: layers[1] must be a Module, got');
+  });
+
+  it('ResNet names its bad option', () => {
+    const e = engine();
+    refuses(() => new ResNet(e, rng(), { inChannels: 0 }),
+      'ResNet: inChannels must be an integer >= 1, got 0');
+    refuses(() => new ResNet(e, rng(), { width: 0 }),
+      'ResNet: width must be an integer >= 1, got 0');
+    // A stride of 0 was let through to the first block's convolution.
+    refuses(() => new ResNet(e, rng(), { blocks: [1, 1], strides: [1, 0] }),
+      'ResNet: blocks [1,1] and strides [1,0] must be integers >= 1, as many of each');
+    refuses(() => new ResNet(e, rng(), { blocks: [] }),
+      'ResNet: blocks must be a non-empty array of block counts, got ');
+    refuses(() => new ResNet(e, undefined as never),
+      'ResNet: rng must be an InitRng ({ normal, uniform }, from initRng(seed)), got undefined');
+  });
+});
