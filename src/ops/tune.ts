@@ -129,6 +129,53 @@ export interface ConvTuneResult {
   ms: number[];
 }
 
+const dims = (s: readonly unknown[]) => `[${s.join(', ')}]`;
+
+/**
+ * Checks every shape before anything is uploaded or timed: x [N, C, H, W] and w [O, C, KH,
+ * KW] of positive integers with matching C, the geometry options' forms, needDx a boolean.
+ * `fn` names the function the caller called (tuneConvolutions goes through tuneConv2d).
+ * The rank comes first: a 3-D x read as NCHW would blame the channels instead.
+ */
+export function checkConvShapes(fn: string, shapes: readonly ConvShape[]): void {
+  const bad = (i: number, message: string): never => {
+    throw new RangeError(`${fn}: shapes[${i}]: ${message}`);
+  };
+  if (!Array.isArray(shapes)) {
+    throw new RangeError(`${fn}: shapes must be an array of { x, w } shapes`);
+  }
+  shapes.forEach((s, i) => {
+    if (typeof s !== 'object' || s === null) bad(i, `must be { x, w, ... }, got ${String(s)}`);
+    for (const [name, rule] of [['x', '[N, C, H, W]'], ['w', '[O, C, KH, KW]']] as const) {
+      const given: unknown = s[name];
+      if (!Array.isArray(given)) bad(i, `${name} must be an array ${rule}, got ${String(given)}`);
+      const v = given as unknown[];
+      if (v.length !== 4) {
+        bad(i, `${name} ${dims(v)} must be ${rule} (rank 4), got rank ${v.length}`);
+      }
+      if (!v.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 1)) {
+        bad(i, `${name} ${dims(v)} must hold positive integers`);
+      }
+    }
+    if (s.x[1] !== s.w[1]) {
+      bad(i, `x ${dims(s.x)} has ${s.x[1]} channels but w ${dims(s.w)} expects ${s.w[1]} ` +
+        '(x is [N, C, H, W], w is [O, C, KH, KW])');
+    }
+    for (const [name, min] of [['stride', 1], ['padding', 0], ['dilation', 1]] as const) {
+      const v: unknown = s[name];
+      if (v === undefined) continue;
+      const p = typeof v === 'number' ? [v] : Array.isArray(v) && v.length === 2 ? v : null;
+      if (!p || !p.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= min)) {
+        bad(i, `${name} must be an integer >= ${min} or a pair [h, w] of them, got ` +
+          `${JSON.stringify(v)}`);
+      }
+    }
+    if (s.needDx !== undefined && typeof s.needDx !== 'boolean') {
+      bad(i, `needDx must be true or false, got ${String(s.needDx)}`);
+    }
+  });
+}
+
 function seeded(n: number, seed: number): Float32Array {
   const out = new Float32Array(n);
   let s = seed >>> 0;
@@ -151,6 +198,7 @@ export async function tuneConv2d(engine: Engine, shapes: readonly ConvShape[],
   // Five rounds: the variants of a layer are often within 10% of each other, about the
   // noise of one round here (the default model's 46 passes tune in about 12 s on lavapipe).
   const reps = checkReps('tuneConv2d', opts.reps ?? 5);
+  checkConvShapes('tuneConv2d', shapes);
   const results: ConvTuneResult[] = [];
   const size = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
   for (const shape of shapes) {

@@ -6,6 +6,7 @@ import { matmul } from '../../src/ops/matmul.js';
 import { convCandidates, MATMUL_CANDIDATES, tuneConv2d, tuneMatmul }
   from '../../src/ops/tune.js';
 import { conv2d, convTuneKey, CONV_CPU_TILING, type ConvPass } from '../../src/ops/conv.js';
+import { tuneConvolutions } from '../../src/tune-node.js';
 import { useEngine } from '../helpers/gpu.js';
 
 const engine = useEngine();
@@ -76,4 +77,26 @@ describe('tuneConv2d', () => {
       expect(await dispatches('rows')).toBe(2);
       expect(await dispatches('generic')).toBe(1);
     });
+});
+
+describe('tuneConv2d and tuneConvolutions argument checks', () => {
+  it('check ranks before channels, and every shape before timing any', async () => {
+    const e = engine();
+    const before = [...e.gpu.tuned.keys()];
+    // A 3-D x was read as NCHW: "x [2, 5, 5] has 5 channels but w expects 2".
+    await expect(tuneConvolutions(e, [{ x: [2, 5, 5], w: [3, 2, 3, 3] }])).rejects.toThrow(
+      'tuneConv2d: shapes[0]: x [2, 5, 5] must be [N, C, H, W] (rank 4), got rank 3');
+    await expect(tuneConv2d(e, [{ x: [1, 2, 5, 5], w: [3, 2, 3] }])).rejects.toThrow(
+      'tuneConv2d: shapes[0]: w [3, 2, 3] must be [O, C, KH, KW] (rank 4), got rank 3');
+    // The good first shape is not timed when the second is bad.
+    const good = { x: [1, 2, 5, 5], w: [3, 2, 3, 3] };
+    await expect(tuneConv2d(e, [good, { x: [1, 4, 5, 5], w: [3, 2, 3, 3] }], { reps: 1 }))
+      .rejects.toThrow('tuneConv2d: shapes[1]: x [1, 4, 5, 5] has 4 channels but ' +
+        'w [3, 2, 3, 3] expects 2');
+    await expect(tuneConv2d(e, [{ ...good, stride: 0 }])).rejects.toThrow(
+      'tuneConv2d: shapes[0]: stride must be an integer >= 1 or a pair [h, w] of them, got 0');
+    await expect(tuneConv2d(e, [{ x: [1, 2, 0, 5], w: [3, 2, 3, 3] }])).rejects.toThrow(
+      'tuneConv2d: shapes[0]: x [1, 2, 0, 5] must hold positive integers');
+    expect([...e.gpu.tuned.keys()]).toEqual(before);
+  });
 });
