@@ -10,7 +10,7 @@ import { writeFileAtomic } from './io/checkpoint-node.js';
 import type { ConvTiling } from './ops/conv.js';
 import type { MatmulTiling } from './ops/matmul.js';
 import { CONV_CANDIDATES, MATMUL_CANDIDATES, tuneConv2d, tuneMatmul, type ConvShape,
-  type ConvTuneResult } from './ops/tune.js';
+  checkConvShapes, type ConvTuneResult } from './ops/tune.js';
 
 /** Where the choices are kept: $XDG_CACHE_HOME/swavgpu/tuning.json, else ~/.cache/... */
 export function tuningCachePath(): string {
@@ -127,6 +127,7 @@ export interface ConvolutionTuning {
  */
 export async function tuneConvolutions(engine: Engine, shapes: readonly ConvShape[]):
   Promise<ConvolutionTuning> {
+  checkConvShapes('tuneConvolutions', shapes);
   const timed = await tuneConv2d(engine, shapes);
   if (!timed.length) return { timed, savedTo: null };
   // Choices from an older candidate set are dropped, not merged.

@@ -98,6 +98,9 @@ describe('tuning cache', () => {
     expect([...e.gpu.tuned.keys()]).toEqual(['matmul']);
     const { timed } = await tuneConvolutions(e, [shape]);
     expect(timed).toHaveLength(3);
+    // Bad shapes are refused under the name the caller used, before any timing.
+    await expect(tuneConvolutions(e, [{ x: [2, 5, 5], w: [3, 2, 3, 3] }]))
+      .rejects.toThrow('tuneConvolutions: shapes[0]: x [2, 5, 5] must be [N, C, H, W] (rank 4)');
     const after = readCache()[adapter];
     expect(after.conv2dCandidates).toBe(JSON.stringify(CONV_CANDIDATES));
     expect(Object.keys(after.conv2d)).not.toContain(`${key} gone`);
