@@ -1,7 +1,7 @@
 // Node-only checkpoints: atomic writes, safetensors with SHA-256s of the data and the header,
 // and resume.
 
-import { FileError } from './file-error.js';
+import { FileError, FileSystemError } from './file-error.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -39,8 +39,19 @@ const CHECKPOINT_NAME = /^ckpt-(\d+)\.safetensors$/;
  * Replaces `path` with `bytes` so that a reader (or a restart after a crash) sees either
  * the old file or the new one, never a mix: write a temporary file beside it, flush it to
  * disk, rename it over the target, then flush the directory so the rename itself persists.
+ * A failure is a FileSystemError naming `path` and its folder (not the temporary file),
+ * with the OS's code; `what` says what the file is (`the checkpoint`).
  */
-export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+export async function writeFileAtomic(path: string, bytes: Uint8Array,
+  what = 'the file'): Promise<void> {
+  try {
+    await writeAtomic(path, bytes);
+  } catch (e) {
+    throw new FileSystemError(path, `write ${what}`, e);
+  }
+}
+
+async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const dir = dirname(path);
   const temp = join(
     dir,
@@ -131,7 +142,7 @@ export async function saveCheckpoint(
   const dataOrder = [...names].sort((a, b) => span(a)[0] - span(b)[0] || span(a)[1] - span(b)[1]);
   const digest = headerDigest({ metadata: meta, tensors: packed.entries, dataOrder });
   await writeFileAtomic(path, assembleSafetensors(packed, { ...meta,
-    [HEADER_CHECKSUM_KEY]: digest }));
+    [HEADER_CHECKSUM_KEY]: digest }), 'the checkpoint');
 }
 
 /**
@@ -270,7 +281,11 @@ export async function pruneCheckpoints(
   }
   const removed: string[] = [];
   for (const { path } of all.slice(cut)) {
-    await rm(path, { force: true });
+    try {
+      await rm(path, { force: true });
+    } catch (e) {
+      throw new FileSystemError(path, 'delete the old checkpoint', e);
+    }
     removed.push(path);
   }
   return removed;

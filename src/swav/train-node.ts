@@ -8,6 +8,7 @@ import type { Tensor } from '../graph/tensor.js';
 import { DeviceLostError } from '../gpu/errors.js';
 import { loadFashionMnist } from '../data/fashion-node.js';
 import { findLatestCheckpoint, writeFileAtomic } from '../io/checkpoint-node.js';
+import { FileSystemError } from '../io/file-error.js';
 import { STEP_KEY } from '../optim/optimizer.js';
 import { SwavTrainer, type StepResult } from './trainer.js';
 import { validateConfig, type SwavConfig } from './config.js';
@@ -199,10 +200,7 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
   const metricsPath = join(opts.out, 'metrics.jsonl');
   // Keep the metrics of the steps before the resumed one; drop any written after it.
   const kept = resumed ? keptMetrics(metricsPath, trainer.step) : [];
-  await writeFileAtomic(metricsPath, Buffer.from(kept.map((l) => `${l}\n`).join('')));
   const history = kept.map((l) => JSON.parse(l) as { step: number; loss: number });
-  await writeFileAtomic(join(opts.out, 'config.json'),
-    Buffer.from(`${JSON.stringify(config, null, 2)}\n`));
 
   const B = config.batchSize;
   const startStep = trainer.step;
@@ -237,7 +235,11 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
     const row = { step: r.step, epoch: r.epoch, loss: r.loss, lr: r.lr,
       prototypesUsed: r.stats.used, assignmentEntropy: r.stats.entropy,
       imagesPerSecond: B / perStep, elapsed: (now - t0) / 1000 };
-    appendFileSync(metricsPath, `${JSON.stringify(row)}\n`);
+    try {
+      appendFileSync(metricsPath, `${JSON.stringify(row)}\n`);
+    } catch (err) {
+      throw new FileSystemError(metricsPath, 'append to the metrics', err);
+    }
     history.push({ step: r.step, loss: r.loss });
     const left = (trainer.totalSteps - r.step - 1) * perStep;
     const line = `epoch ${r.epoch + 1}/${Math.ceil(config.epochs)} step ${r.step + 1}/` +
@@ -262,7 +264,7 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
     checkpoint = await writeTrainerCheckpoint(opts.out, snap);
     good = snap;
     await writeFileAtomic(join(opts.out, 'loss.svg'),
-      Buffer.from(lossCurveSvg(history, config.prototypes)));
+      Buffer.from(lossCurveSvg(history, config.prototypes)), 'the loss plot');
   };
 
   const submit = (): InFlight => {
@@ -279,6 +281,10 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
 
   let inFlight: InFlight | null = null;
   try {
+    await writeFileAtomic(metricsPath, Buffer.from(kept.map((l) => `${l}\n`).join('')),
+      'the metrics');
+    await writeFileAtomic(join(opts.out, 'config.json'),
+      Buffer.from(`${JSON.stringify(config, null, 2)}\n`), 'the config');
     good = await snapshotTrainer(trainer);
     while (!trainer.done && !(stopAt !== undefined && trainer.step >= stopAt) &&
       !opts.signal?.aborted) {
@@ -329,6 +335,13 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
       throw new TrainingError(`the GPU device was lost near step ${pending?.step ??
         trainer.step - 1} (${why}). Training stopped; ${where}, and --resume continues from ` +
         'it on a working device', { checkpoint });
+    }
+    if (e instanceof FileSystemError) {
+      // A write into --out failed (a full disk, a folder made read-only or removed): the
+      // checkpoints already written are whole, since each is renamed into place complete.
+      throw new TrainingError(`${e.message}. Training stopped at step ${trainer.step}; ` +
+        (checkpoint ? `the last good checkpoint is still ${checkpoint}, and --resume ` +
+          'continues from it' : 'no checkpoint was written yet'), { checkpoint });
     }
     if (!(e instanceof NonFiniteDetected) || !good) throw e;
     log(`\nnon-finite values after step ${e.step}; replaying from step ${good.step} to find ` +

@@ -1,4 +1,5 @@
-// Checkpoints: atomic replacement, checksums, crash leftovers, corruption and resume order.
+// Checkpoints: atomic replacement, checksums, crash leftovers, corruption, write errors
+// and resume order.
 
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,7 @@ import {
   saveCheckpoint,
   writeFileAtomic,
 } from '../../src/io/checkpoint-node.js';
+import { FileSystemError } from '../../src/io/file-error.js';
 import {
   assembleSafetensors,
   packSafetensors,
@@ -276,5 +278,28 @@ describe('pruneCheckpoints', () => {
     await save(1);
     expect(await pruneCheckpoints(dir, 3)).toEqual([]);
     await expect(pruneCheckpoints(dir, 0)).rejects.toThrow('keep must be an integer >= 1, got 0');
+  });
+});
+
+describe('write errors name the file being written, its folder and the OS reason', () => {
+  // As root, chmod does not block writes: a missing folder and a path through a regular
+  // file fail for everyone.
+  it('saveCheckpoint into a missing folder: ENOENT on the checkpoint, not on its temp file',
+    async () => {
+      const path = join(dir, 'missing', 'ckpt-000020.safetensors');
+      const err = await saveCheckpoint(path, weights(20)).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(FileSystemError);
+      expect((err as FileSystemError).code).toBe('ENOENT');
+      expect((err as Error).message).toBe(`${path}: cannot write the checkpoint in the folder ` +
+        `${join(dir, 'missing')}: ENOENT (the folder does not exist)`);
+      expect((err as Error).message).not.toMatch(/\.tmp-/);
+    });
+
+  it('a folder path through a regular file: ENOTDIR, said as such', async () => {
+    await writeFile(join(dir, 'plain'), 'x');
+    const path = join(dir, 'plain', 'f.bin');
+    await expect(writeFileAtomic(path, Uint8Array.of(1), 'the metrics')).rejects.toThrow(
+      `${path}: cannot write the metrics in the folder ${join(dir, 'plain')}: ENOTDIR (a part ` +
+        "of the folder's path is a file, not a folder)");
   });
 });

@@ -1,0 +1,74 @@
+// trainSwav and its output folder: a write that fails mid-run names the file, the folder,
+// the OS's reason and the checkpoint still good.
+
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { defaultConfig, validateConfig, type SwavConfig } from '../../src/swav/config.js';
+import { trainSwav, TrainingError, type TrainOptions } from '../../src/swav/train-node.js';
+import { useEngine } from '../helpers/gpu.js';
+import { writeSyntheticMnist } from './synthetic.js';
+
+const engine = useEngine();
+const work = mkdtempSync(join(tmpdir(), 'swavgpu-outdir-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+const DATA = writeSyntheticMnist(join(work, 'data'), 32);
+
+/** 32 images in batches of 8: 4 steps, a checkpoint after every second. */
+const BASE: SwavConfig = validateConfig({
+  ...defaultConfig, subset: 32, batchSize: 8, epochs: 1, seed: 5, width: 2, hidden: 8,
+  featDim: 4, prototypes: 5, freezePrototypesSteps: 0, logEvery: 2, checkpointEvery: 2,
+  crops: [{ count: 2, size: 16, scale: [0.4, 1] }], assign: [0, 1],
+});
+
+let runs = 0;
+function options(opts: Partial<TrainOptions> = {}): TrainOptions {
+  return { config: BASE, dataDir: DATA, out: join(work, `run${runs++}`), resume: false,
+    quiet: true, log: () => undefined, ...opts };
+}
+
+/** A run whose hook puts a folder where the file `name` is to be written before `step`. */
+async function blockedRun(name: string, step: number):
+  Promise<{ out: string; error: TrainingError }> {
+  const opts = options();
+  const error = await trainSwav(engine(), { ...opts, hooks: { beforeStep: (_, s) => {
+    if (s !== step) return;
+    rmSync(join(opts.out, name), { force: true });
+    mkdirSync(join(opts.out, name));
+  } } }).then(() => null, (e: unknown) => e);
+  expect(error).toBeInstanceOf(TrainingError);
+  return { out: opts.out, error: error as TrainingError };
+}
+
+describe('a write into --out that fails stops training, saying what was kept', () => {
+  it('a checkpoint that cannot be written: it, the folder, EISDIR, the last good one',
+    async () => {
+      const { out, error } = await blockedRun('ckpt-000004.safetensors', 3);
+      const last = join(out, 'ckpt-000002.safetensors');
+      expect(error.message).toBe(`${join(out, 'ckpt-000004.safetensors')}: cannot write the ` +
+        `checkpoint in the folder ${out}: EISDIR (a folder of that name is in the way). ` +
+        `Training stopped at step 4; the last good checkpoint is still ${last}, and --resume ` +
+        'continues from it');
+      expect(error.details.checkpoint).toBe(last);
+      // No temporary file is left behind.
+      expect(readdirSync(out).sort()).toEqual(['ckpt-000002.safetensors',
+        'ckpt-000004.safetensors', 'config.json', 'loss.svg', 'metrics.jsonl']);
+    });
+
+  it('before the first checkpoint: says none was written yet', async () => {
+    const { out, error } = await blockedRun('ckpt-000002.safetensors', 1);
+    expect(error.message).toBe(`${join(out, 'ckpt-000002.safetensors')}: cannot write the ` +
+      `checkpoint in the folder ${out}: EISDIR (a folder of that name is in the way). ` +
+      'Training stopped at step 2; no checkpoint was written yet');
+    expect(error.details.checkpoint).toBe('');
+  });
+
+  it('the metrics file: the append names metrics.jsonl and the checkpoint kept', async () => {
+    const { out, error } = await blockedRun('metrics.jsonl', 3);
+    expect(error.message).toMatch(new RegExp(`^${join(out, 'metrics\\.jsonl')}: cannot ` +
+      `append to the metrics in the folder ${out}: EISDIR \\(a folder of that name is in ` +
+      'the way\\)\\. Training stopped at step \\d; the last good checkpoint is still ' +
+      `${join(out, 'ckpt-000002\\.safetensors')}, and --resume continues from it$`));
+  });
+});
