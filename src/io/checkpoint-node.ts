@@ -145,11 +145,59 @@ export async function saveCheckpoint(
     [HEADER_CHECKSUM_KEY]: digest }), 'the checkpoint');
 }
 
+/** An F16's raw bits as a number (only called on an infinity or a NaN here). */
+function f16Special(bits: number): number {
+  if ((bits & 0x3ff) !== 0) return NaN;
+  return bits & 0x8000 ? -Infinity : Infinity;
+}
+
 /**
- * Reads a checkpoint and verifies its checksums (the header's where it has one); the
- * metadata keeps the checksum keys.
+ * The first NaN or infinity among a checkpoint's float tensors (F16 by its bits), in the
+ * header's key order: name, flat index and value.
  */
-export async function loadCheckpoint(path: string): Promise<ParsedSafetensors> {
+function firstNonFiniteValue(tensors: Record<string, Tensor>):
+  { name: string; index: number; value: number } | null {
+  for (const [name, t] of Object.entries(tensors)) {
+    const d = t.data;
+    if (t.dtype === 'F16') {
+      for (let i = 0; i < d.length; i++) {
+        const bits = d[i] as number;
+        if ((bits & 0x7c00) === 0x7c00) return { name, index: i, value: f16Special(bits) };
+      }
+    } else if (t.dtype === 'F32' || t.dtype === 'F64') {
+      for (let i = 0; i < d.length; i++) {
+        const v = d[i] as number;
+        if (!Number.isFinite(v)) return { name, index: i, value: v };
+      }
+    }
+  }
+  return null;
+}
+
+/** A flat index as coordinates in `shape`: 13 in [2, 3, 4] is [1, 0, 1]. */
+function coordinates(index: number, shape: readonly number[]): number[] {
+  const at: number[] = [];
+  for (let i = shape.length - 1; i >= 0; i--) {
+    at.unshift(index % shape[i]);
+    index = Math.floor(index / shape[i]);
+  }
+  return at;
+}
+
+export interface LoadCheckpointOptions {
+  /**
+   * Accept tensors holding NaN or infinity. Default false: training never writes such a
+   * checkpoint, and one that holds them cannot be trained on or evaluated.
+   */
+  allowNonFinite?: boolean;
+}
+
+/**
+ * Reads a checkpoint and verifies its checksums (the header's where it has one) and that
+ * every float value is finite; the metadata keeps the checksum keys.
+ */
+export async function loadCheckpoint(path: string,
+  opts: LoadCheckpointOptions = {}): Promise<ParsedSafetensors> {
   let bytes: Uint8Array;
   try {
     bytes = await readFile(path);
@@ -180,6 +228,15 @@ export async function loadCheckpoint(path: string): Promise<ParsedSafetensors> {
           '(the file is corrupted)',
       );
     }
+  }
+  const bad = opts.allowNonFinite ? null : firstNonFiniteValue(parsed.tensors);
+  if (bad) {
+    // Checked after the checksums: a NaN there was written, not a flipped bit.
+    const t = parsed.tensors[bad.name];
+    throw new CheckpointError(path, `tensor ${bad.name} [${t.shape.join(', ')}] holds ` +
+      `${bad.value} at element ${bad.index} ([${coordinates(bad.index, t.shape).join(', ')}]), ` +
+      'its first non-finite value; a checkpoint must hold finite values (its checksums ' +
+      'match: it was written so, not corrupted afterwards)');
   }
   return parsed;
 }

@@ -1,5 +1,5 @@
-// Checkpoints: atomic replacement, checksums, crash leftovers, corruption, write errors
-// and resume order.
+// Checkpoints: atomic replacement, checksums, crash leftovers, corruption, non-finite
+// values, write errors and resume order.
 
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -278,6 +278,61 @@ describe('pruneCheckpoints', () => {
     await save(1);
     expect(await pruneCheckpoints(dir, 3)).toEqual([]);
     await expect(pruneCheckpoints(dir, 0)).rejects.toThrow('keep must be an integer >= 1, got 0');
+  });
+});
+
+describe('non-finite values', () => {
+  /** Step `step`'s weights with one value replaced, saved with valid checksums. */
+  async function saveWith(step: number, name: string, tensor: Tensor): Promise<string> {
+    const path = join(dir, checkpointName(step));
+    await saveCheckpoint(path, { ...weights(step), [name]: tensor });
+    return path;
+  }
+
+  it('a NaN behind valid checksums is refused naming the file, tensor, element and value',
+    async () => {
+      const data = Float32Array.from([1, 2, 3, 4, 5, 6]);
+      data[4] = NaN;
+      const path = await saveWith(1, 'head.weight', { dtype: 'F32', shape: [2, 3], data });
+      const err = await loadCheckpoint(path).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CheckpointError);
+      expect((err as Error).message).toBe(`${path}: tensor head.weight [2, 3] holds NaN at ` +
+        'element 4 ([1, 1]), its first non-finite value; a checkpoint must hold finite ' +
+        'values (its checksums match: it was written so, not corrupted afterwards)');
+      // Asked for, it still loads, the NaN where it was written.
+      const parsed = await loadCheckpoint(path, { allowNonFinite: true });
+      expect(values(parsed.tensors['head.weight'].data)).toEqual([1, 2, 3, 4, NaN, 6]);
+    });
+
+  it('an infinity in F64 and in F16 bits is found too; integers are not looked into',
+    async () => {
+      const f64 = await saveWith(1, 'bn.running_mean',
+        { dtype: 'F64', shape: [2], data: Float64Array.of(0.5, -Infinity) });
+      await expect(loadCheckpoint(f64)).rejects.toThrow(
+        'tensor bn.running_mean [2] holds -Infinity at element 1 ([1])');
+      // 0x3c00 is 1.0, 0x7c00 +infinity, 0x7e00 a NaN.
+      const f16 = await saveWith(2, 'half',
+        { dtype: 'F16', shape: [3], data: Uint16Array.of(0x3c00, 0x7c00, 0x7e00) });
+      await expect(loadCheckpoint(f16)).rejects.toThrow(
+        'tensor half [3] holds Infinity at element 1 ([1])');
+      const ints = await saveWith(3, 'count',
+        { dtype: 'I32', shape: [1], data: Int32Array.of(0x7fc00000) });
+      expect(values((await loadCheckpoint(ints)).tensors.count.data)).toEqual([0x7fc00000]);
+    });
+
+  it('the newest checkpoint holding NaN is passed over like a corrupt one', async () => {
+    const good = await save(1);
+    const data = Float32Array.of(Infinity, 0, 0, 0);
+    const bad = await saveWith(2, 'head.weight', { dtype: 'F32', shape: [2, 2], data });
+    const skipped: [string, string][] = [];
+    const latest = await findLatestCheckpoint(dir, (p, why) => skipped.push([p, why]));
+    expect(latest?.path).toBe(good);
+    expect(skipped).toHaveLength(1);
+    expect(skipped[0][0]).toBe(bad);
+    expect(skipped[0][1]).toMatch(/tensor head\.weight \[2, 2\] holds Infinity at element 0 /);
+    // Nor does pruning count it as a kept checkpoint: the good one stays.
+    expect(await pruneCheckpoints(dir, 1)).toEqual([]);
+    expect((await readdir(dir)).sort()).toEqual([checkpointName(1), checkpointName(2)]);
   });
 });
 

@@ -123,6 +123,59 @@ describe('train --resume', () => {
   });
 });
 
+describe('a checkpoint holding NaN behind valid checksums', () => {
+  /** Rewrites a checkpoint with backbone.conv1.weight[0] = NaN and fresh checksums. */
+  async function poison(path: string): Promise<void> {
+    const parsed = await loadCheckpoint(path);
+    (parsed.tensors['backbone.conv1.weight'].data as Float32Array)[0] = NaN;
+    await saveCheckpoint(path, parsed.tensors, parsed.metadata);
+  }
+  const why = 'tensor backbone\\.conv1\\.weight \\[2, 1, 3, 3\\] holds NaN at element 0 ' +
+    '\\(\\[0, 0, 0, 0\\]\\), its first non-finite value';
+
+  it('eval refuses the file, naming the tensor and element; a folder falls back past it',
+    async () => {
+      const dir = copyRun('nan-eval');
+      await poison(join(dir, CK4));
+      const r = cli(['eval', '--checkpoint', join(dir, CK4), '--data', data, '--bank', '16',
+        '--test', '16']);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(new RegExp(`swavgpu: \\S*${CK4}: ${why}; a checkpoint must hold ` +
+        'finite values'));
+      expect(r.err).not.toMatch(/features of|learning rate/);
+      // A folder: the older good one is used, and the NaN one named as passed over (this
+      // synthetic set has no test split, which is where eval then stops).
+      const f = cli(['eval', '--checkpoint', dir, '--data', data, '--bank', '16', '--test',
+        '16']);
+      expect(f.err).toMatch(new RegExp(`skipped \\S*${CK4} \\(${why}.*; using \\S*${CK2}`));
+      expect(f.err).toMatch(/t10k-images-idx3-ubyte/);
+    });
+
+  it('--resume falls back past it, as past a corrupt one, or refuses if none is good',
+    async () => {
+      const dir = copyRun('nan-resume');
+      await poison(join(dir, CK4));
+      const r = cli(['train', ...TINY, '--resume', '--out', dir, '--epochs', '1.5']);
+      expect(r.code, r.err).toBe(0);
+      expect(r.err).toMatch(new RegExp(`--resume: skipped \\S*${CK4} \\(${why}.*; using ` +
+        `\\S*${CK2}`));
+      expect(r.err).toMatch(/resumed from \S*ckpt-000002\.safetensors at step 2/);
+      // The run wrote step 4 again, from finite values: it loads.
+      await expect(loadCheckpoint(join(dir, CK4))).resolves.toBeDefined();
+
+      const none = copyRun('nan-only');
+      await poison(join(none, CK4));
+      await poison(join(none, CK2));
+      const before = snapshot(none);
+      const n = cli(['train', ...TINY, '--resume', '--out', none, '--epochs', '2']);
+      expect(n.code).toBe(1);
+      expect(n.err).toMatch(new RegExp(`nan-only: holds no complete checkpoint: skipped ` +
+        `\\S*${CK4} \\(${why}.*skipped \\S*${CK2} \\(${why}`));
+      expect(n.err).not.toMatch(/last good checkpoint|training \d+ parameters/);
+      expect(snapshot(none)).toEqual(before);
+    });
+});
+
 describe('options checked before any work', () => {
   it('crop counts: --global-crops >= 1, --local-crops >= 0, integers', () => {
     const out = join(work, 'never');
