@@ -8,8 +8,9 @@ import { createEngine } from '../src/node.js';
 import { DEFAULT_FASHION_MNIST_DIR } from '../src/data/fashion-node.js';
 import { defaultConfig, gpuRecipe, validateConfig, ConfigError, type SwavConfig }
   from '../src/swav/config.js';
-import { trainSwav, TrainingError, TrainingInterrupted } from '../src/swav/train-node.js';
-import { CheckpointError } from '../src/io/checkpoint-node.js';
+import { lockOutput, trainSwav, TrainingError, TrainingInterrupted }
+  from '../src/swav/train-node.js';
+import { CheckpointError, LOCK_NAME } from '../src/io/checkpoint-node.js';
 import { evaluateCheckpoint, printEvalTable } from '../src/eval/run-node.js';
 
 const USAGE = `usage: swavgpu <command> [options]
@@ -63,6 +64,10 @@ train options:
                          main: 1200)
   --gpu-recipe           start from the longer recipe for a real GPU (see README)
   --quiet                plain log lines instead of a live progress line
+
+A training holds --out locked (${LOCK_NAME}) while it runs: a second training into the
+same folder is refused, naming the process that holds it. A lock left by a process that
+no longer runs is taken over, with a note.
 
 eval options:
   --checkpoint PATH      a checkpoint file, or a run folder (its latest checkpoint)
@@ -338,11 +343,27 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'eval' && !v.checkpoint) {
     throw new ConfigError('--checkpoint: needed (a file or a run folder)');
   }
-  const engine = await createEngine({
-    tune: true,
-    onLost: (m) => process.stderr.write(`\nswavgpu: ${m}\n`),
-  });
   const log = (l: string) => process.stderr.write(`${l}\n`);
+  // The output folder is locked before the engine starts: a second training into it stops
+  // here. The lock goes on every exit: the end, an error, Ctrl-C, and SIGTERM (below).
+  const lock = fresh ? lockOutput(out, !!v.resume, log) : null;
+  const onTerm = () => {
+    process.stderr.write(`\nswavgpu: stopped by SIGTERM${fresh ? '; --resume continues from ' +
+      'the last checkpoint' : ''}\n`);
+    process.exit(143);
+  };
+  process.on('SIGTERM', onTerm);
+  let engine: Awaited<ReturnType<typeof createEngine>>;
+  try {
+    engine = await createEngine({
+      tune: true,
+      onLost: (m) => process.stderr.write(`\nswavgpu: ${m}\n`),
+    });
+  } catch (e) {
+    process.off('SIGTERM', onTerm);
+    lock?.release();
+    throw e;
+  }
   try {
     let checkpoint = v.checkpoint;
     if (fresh) {
@@ -357,7 +378,7 @@ async function main(argv: string[]): Promise<number> {
         const summary = await trainSwav(engine, {
           config: fresh, dataDir, out, resume: !!v.resume, quiet: !!v.quiet,
           resumeConfig: (saved) => resumeConfig(v, saved, fresh.timeBudget),
-          signal: interrupt.signal,
+          signal: interrupt.signal, lock: lock ?? undefined,
         });
         checkpoint = summary.checkpoint;
       } finally {
@@ -370,6 +391,8 @@ async function main(argv: string[]): Promise<number> {
     }
     return 0;
   } finally {
+    process.off('SIGTERM', onTerm);
+    lock?.release();
     await engine.dispose();
   }
 }

@@ -1,10 +1,13 @@
 // Node-only checkpoints: atomic writes, safetensors with SHA-256s of the data and the header,
-// and resume.
+// resume, and the lock that keeps a run folder to one training at a time.
 
 import { FileError, FileSystemError } from './file-error.js';
 import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync,
+  writeSync } from 'node:fs';
 import { open, readdir, readFile, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { hostname } from 'node:os';
+import { basename, dirname, join, resolve } from 'node:path';
 
 import {
   assembleSafetensors,
@@ -346,4 +349,194 @@ export async function pruneCheckpoints(
     removed.push(path);
   }
   return removed;
+}
+
+// ---- The run folder's lock -----------------------------------------------------------
+//
+// A training holds `swavgpu.lock` in its output folder from start to end, so that a second
+// one into the same folder is refused instead of interleaving metrics and mixing
+// checkpoints. The file holds the holder's pid, host, start time and a token, and is never
+// seen without them: they are written to a temporary file first, which is then hard-linked
+// to the lock's name (link fails if the name exists: one creator wins, as with O_EXCL).
+// Release removes it only while it still holds this token. A lock whose process is gone
+// (killed, crashed) is taken over, with a note.
+
+/** The lock file's name in a run folder. */
+export const LOCK_NAME = 'swavgpu.lock';
+
+/** What a lock file says about its holder. */
+export interface LockHolder {
+  pid: number;
+  host: string;
+  /** ISO time the lock was taken. */
+  started: string;
+  token: string;
+}
+
+/** The folder is locked by another training (or a lock file that cannot be read). */
+export class FolderLockedError extends FileError {
+  override name = 'FolderLockedError';
+  constructor(readonly folder: string, readonly holder: LockHolder | null, detail: string) {
+    super(folder, detail);
+  }
+}
+
+export interface FolderLock {
+  /** The locked folder (absolute) and its lock file. */
+  readonly folder: string;
+  readonly path: string;
+  /** Removes the lock file if it is still this lock's; later calls do nothing. */
+  release(): void;
+}
+
+/** The holder a lock file names; null if it names none, 'gone' if there is no file. */
+function readLock(path: string): LockHolder | null | 'gone' {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+    throw new FileSystemError(path, 'read the lock file', e);
+  }
+  try {
+    const h = JSON.parse(text) as Partial<LockHolder>;
+    return Number.isSafeInteger(h.pid) && typeof h.token === 'string' ? h as LockHolder : null;
+  } catch {
+    return null;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    // EPERM: the process exists but belongs to someone else.
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** A name beside `path` that removeStaleTemps clears once this process is gone. */
+function tempName(path: string): string {
+  return `${path}${TEMP_MARK}${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * Creates the lock file `path` holding `text`, whole, or returns false if it exists.
+ * Where hard links are not supported, O_EXCL and a write (a kill between the two would
+ * leave an empty lock, which the next run refuses rather than guesses about).
+ */
+function createLock(path: string, text: string): boolean {
+  const temp = tempName(path);
+  try {
+    writeFileSync(temp, text, { flag: 'wx' });
+  } catch (e) {
+    throw new FileSystemError(path, 'create the lock file', e);
+  }
+  try {
+    linkSync(temp, path);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'ENOSYS') {
+      throw new FileSystemError(path, 'create the lock file', e);
+    }
+  } finally {
+    unlinkSync(temp);
+  }
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw new FileSystemError(path, 'create the lock file', e);
+  }
+  try {
+    writeSync(fd, text);
+  } catch (e) {
+    unlinkSync(path);
+    throw new FileSystemError(path, 'write the lock file', e);
+  } finally {
+    closeSync(fd);
+  }
+  return true;
+}
+
+/**
+ * Removes the stale lock `held` unless another process replaced it meanwhile: the file is
+ * first renamed aside (one process wins the rename), and put back if it is not `held`.
+ */
+function removeStaleLock(path: string, held: LockHolder): void {
+  const aside = tempName(path);
+  try {
+    renameSync(path, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new FileSystemError(path, 'take over the stale lock file', e);
+  }
+  const taken = readLock(aside);
+  if (typeof taken !== 'object' || taken?.token !== held.token) {
+    // A live process's fresh lock: back where it was (a link fails if yet another exists).
+    try {
+      linkSync(aside, path);
+    } catch {
+      // That newer lock stands; this one was never needed.
+    }
+  }
+  unlinkSync(aside);
+}
+
+/**
+ * Locks `folder` (which must exist) for this process until release() or exit. A folder
+ * locked by a live process, or by a lock file naming none, is refused with
+ * FolderLockedError naming the folder and the holder's pid; one locked by a process that
+ * is no longer running is taken over, and `onNote` told so.
+ */
+export function lockFolder(folder: string, onNote?: (line: string) => void): FolderLock {
+  const dir = resolve(folder);
+  const path = join(dir, LOCK_NAME);
+  const me: LockHolder = { pid: process.pid, host: hostname(), started: new Date().toISOString(),
+    token: randomBytes(8).toString('hex') };
+  // A few rounds: a lock can vanish, or go stale, between the create and the read.
+  for (let round = 0; round < 5; round++) {
+    if (!createLock(path, `${JSON.stringify(me)}\n`)) {
+      const held = readLock(path);
+      if (held === 'gone') continue;
+      if (held === null) {
+        throw new FolderLockedError(dir, null, `locked by ${path}, which names no process ` +
+          '(a damaged file? delete it if no training runs there)');
+      }
+      const here = held.host === me.host;
+      if (!here || processAlive(held.pid)) {
+        throw new FolderLockedError(dir, held, `in use: process ${held.pid}` +
+          `${held.pid === process.pid && here ? ' (this process)' : ''}` +
+          `${here ? '' : ` on host ${held.host}`} has been training into it since ` +
+          `${held.started} (lock file ${path}). Wait for it to end, stop it, or use another ` +
+          `folder${here ? '' : `; if it no longer runs on ${held.host}, delete the lock file`}`);
+      }
+      removeStaleLock(path, held);
+      onNote?.(`${path}: took over the lock of process ${held.pid} (since ${held.started}), ` +
+        'which is no longer running');
+      continue;
+    }
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      process.off('exit', release);
+      try {
+        const now = readLock(path);
+        if (typeof now === 'object' && now?.token === me.token) unlinkSync(path);
+      } catch {
+        // The folder went away, or became unreadable: nothing left to release.
+      }
+    };
+    // A process.exit() (a second Ctrl-C, SIGTERM in the CLI) still removes it.
+    process.on('exit', release);
+    return { folder: dir, path, release };
+  }
+  throw new FolderLockedError(dir, null, `could not take ${path}: other processes kept ` +
+    'creating and removing it');
 }

@@ -1,13 +1,14 @@
 // The Node training loop: data from disk, progress on the terminal, metrics as JSON lines,
 // atomic checkpoints, resume, a loss plot, and a clean stop on NaN or a lost device.
 
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { Engine } from '../graph/engine.js';
 import type { Tensor } from '../graph/tensor.js';
 import { DeviceLostError } from '../gpu/errors.js';
 import { loadFashionMnist } from '../data/fashion-node.js';
-import { findLatestCheckpoint, writeFileAtomic } from '../io/checkpoint-node.js';
+import { findLatestCheckpoint, lockFolder, writeFileAtomic, type FolderLock }
+  from '../io/checkpoint-node.js';
 import { FileSystemError } from '../io/file-error.js';
 import { STEP_KEY } from '../optim/optimizer.js';
 import { SwavTrainer, type StepResult } from './trainer.js';
@@ -55,6 +56,11 @@ export interface TrainOptions {
    * then throws TrainingInterrupted naming the newest checkpoint.
    */
   signal?: AbortSignal;
+  /**
+   * The lock on `out` (from lockOutput), where the caller took it before starting the
+   * engine; it stays the caller's to release. Default: trainSwav takes it for the call.
+   */
+  lock?: FolderLock;
 }
 
 export interface TrainSummary {
@@ -133,14 +139,61 @@ interface InFlight {
   params: Promise<Float32Array[]> | null;
 }
 
+/**
+ * Takes the lock on a training's output folder, after creating the folder for a fresh run
+ * (a resumed one must exist): a second training into a folder in use is refused here with
+ * FolderLockedError naming the folder and the pid that holds it, before any data or GPU
+ * work. A lock left by a process no longer running is taken over, with a note to `log`.
+ */
+export function lockOutput(out: string, resume: boolean,
+  log: (line: string) => void = defaultLog): FolderLock {
+  if (resume) {
+    let isDir = false;
+    try {
+      isDir = statSync(out).isDirectory();
+    } catch {
+      isDir = false;
+    }
+    if (!isDir) throw new TrainingError(`--resume: ${noCheckpointError(out, []).message}`);
+  } else {
+    try {
+      mkdirSync(out, { recursive: true });
+    } catch (e) {
+      throw new TrainingError(`--out ${out}: cannot create the output folder ` +
+        `(${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  }
+  return lockFolder(out, log);
+}
+
+/**
+ * Trains SwAV into `opts.out`, holding the folder's lock (see lockOutput) for the whole
+ * call: one training per folder at a time.
+ */
 export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<TrainSummary> {
-  const log = opts.log ?? defaultLog;
-  const live = !opts.quiet && (opts.log !== undefined || process.stderr.isTTY === true);
-  let config = validateConfig(opts.config);
+  if (opts.lock && opts.lock.folder !== resolve(opts.out)) {
+    throw new TrainingError(`the lock passed is on ${opts.lock.folder}, not on --out ` +
+      `${opts.out}`);
+  }
+  // The arguments are checked before the folder is made and locked.
+  validateConfig(opts.config);
   const stopAt = opts.stopAtStep;
   if (stopAt !== undefined && !(Number.isSafeInteger(stopAt) && stopAt >= 0)) {
     throw new TrainingError(`stopAtStep must be an integer >= 0, got ${stopAt}`);
   }
+  const lock = opts.lock ?? lockOutput(opts.out, opts.resume, opts.log ?? defaultLog);
+  try {
+    return await trainLocked(engine, opts);
+  } finally {
+    if (!opts.lock) lock.release();
+  }
+}
+
+async function trainLocked(engine: Engine, opts: TrainOptions): Promise<TrainSummary> {
+  const log = opts.log ?? defaultLog;
+  const live = !opts.quiet && (opts.log !== undefined || process.stderr.isTTY === true);
+  let config = validateConfig(opts.config);
+  const stopAt = opts.stopAtStep;
   let resumed: Awaited<ReturnType<typeof scanRun>>['run'] = null;
   if (opts.resume) {
     // Nothing in the folder is touched until a complete checkpoint is found.
@@ -151,12 +204,7 @@ export async function trainSwav(engine: Engine, opts: TrainOptions): Promise<Tra
     config = validateConfig(opts.resumeConfig ? opts.resumeConfig(run.config)
       : { ...run.config, timeBudget: config.timeBudget });
   } else {
-    try {
-      mkdirSync(opts.out, { recursive: true });
-    } catch (e) {
-      throw new TrainingError(`--out ${opts.out}: cannot create the output folder ` +
-        `(${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-    }
+    // lockOutput made the folder.
     if (await findLatestCheckpoint(opts.out)) {
       throw new TrainingError(`${opts.out} already holds checkpoints: pass --resume to ` +
         `continue that run, or choose another --out`);

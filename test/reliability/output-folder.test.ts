@@ -1,10 +1,12 @@
 // trainSwav and its output folder: a write that fails mid-run names the file, the folder,
-// the OS's reason and the checkpoint still good.
+// the OS's reason and the checkpoint still good; a folder locked by another training is
+// refused before any data or GPU work, and the lock goes when the run ends, even in error.
 
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { FolderLockedError, LOCK_NAME, lockFolder } from '../../src/io/checkpoint-node.js';
 import { defaultConfig, validateConfig, type SwavConfig } from '../../src/swav/config.js';
 import { trainSwav, TrainingError, type TrainOptions } from '../../src/swav/train-node.js';
 import { useEngine } from '../helpers/gpu.js';
@@ -51,7 +53,7 @@ describe('a write into --out that fails stops training, saying what was kept', (
         `Training stopped at step 4; the last good checkpoint is still ${last}, and --resume ` +
         'continues from it');
       expect(error.details.checkpoint).toBe(last);
-      // No temporary file is left behind.
+      // No temporary file and no lock are left behind.
       expect(readdirSync(out).sort()).toEqual(['ckpt-000002.safetensors',
         'ckpt-000004.safetensors', 'config.json', 'loss.svg', 'metrics.jsonl']);
     });
@@ -70,5 +72,32 @@ describe('a write into --out that fails stops training, saying what was kept', (
       `append to the metrics in the folder ${out}: EISDIR \\(a folder of that name is in ` +
       'the way\\)\\. Training stopped at step \\d; the last good checkpoint is still ' +
       `${join(out, 'ckpt-000002\\.safetensors')}, and --resume continues from it$`));
+  });
+});
+
+describe('the lock on --out', () => {
+  it('a folder locked by another training is refused before the data is read', async () => {
+    const opts = options({ dataDir: join(work, 'no-data-here') });
+    mkdirSync(opts.out);
+    const held = lockFolder(opts.out);
+    const err = await trainSwav(engine(), opts).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FolderLockedError);
+    expect((err as Error).message).toMatch(new RegExp(`^${opts.out}: in use: process ` +
+      `${process.pid} \\(this process\\) has been training into it since `));
+    expect(readdirSync(opts.out)).toEqual([LOCK_NAME]);
+    held.release();
+    // Free now: the next error is the data's, and the run's own lock is gone after it.
+    await expect(trainSwav(engine(), opts)).rejects.toThrow(/no-data-here/);
+    expect(existsSync(join(opts.out, LOCK_NAME))).toBe(false);
+  });
+
+  it('held while training, released at the end', async () => {
+    const opts = options();
+    const seen: boolean[] = [];
+    await trainSwav(engine(), { ...opts, hooks: { beforeStep: () => {
+      seen.push(existsSync(join(opts.out, LOCK_NAME)));
+    } } });
+    expect(seen).toEqual([true, true, true, true]);
+    expect(existsSync(join(opts.out, LOCK_NAME))).toBe(false);
   });
 });
