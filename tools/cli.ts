@@ -75,9 +75,12 @@ eval options:
   --json FILE            also write the results as JSON
   --bank N               training images in the kNN bank and the probe's training set
                          (default 10000; 0 for all 60000)
-  --test N               test images (default 10000)
+  --test N               test images (default 10000, all of them; 0 for all too)
   --probe-epochs N       linear probe epochs (default 20)
   --k N                  kNN neighbours (default 20)
+
+main options: the train options and the eval options but --checkpoint (main evaluates the
+checkpoint it trained); its --json defaults to <out>/eval.json.
 
 Ctrl-C stops training after the step in flight (exit 130); --resume continues from the
 last checkpoint. SWAVGPU_DEBUG=1..4 prints engine detail (see README) and, from 1, the stack
@@ -132,6 +135,40 @@ const options = {
 } satisfies ParseArgsConfig['options'];
 
 type Values = ReturnType<typeof parse>['values'];
+type Option = keyof typeof options;
+
+/** The options each command takes; any other given is refused before any work. */
+const EVAL_OPTIONS: Option[] = ['help', 'checkpoint', 'data', 'json', 'bank', 'test',
+  'probe-epochs', 'k'];
+const TRAIN_OPTIONS = (Object.keys(options) as Option[])
+  .filter((o) => o === 'help' || o === 'data' || !EVAL_OPTIONS.includes(o));
+const COMMAND_OPTIONS: Record<string, Set<Option>> = {
+  train: new Set(TRAIN_OPTIONS),
+  eval: new Set(EVAL_OPTIONS),
+  main: new Set([...TRAIN_OPTIONS, ...EVAL_OPTIONS.filter((o) => o !== 'checkpoint')]),
+};
+
+/** The error for options that `command` does not take, or null when all belong. */
+export function misplacedOptions(command: string, v: Values): string | null {
+  const takes = COMMAND_OPTIONS[command];
+  const wrong = (Object.keys(v) as Option[]).filter((o) => v[o] !== undefined && !takes.has(o));
+  if (!wrong.length) return null;
+  // Grouped by the commands that do take them: `--k, --bank (eval and main options)`.
+  const groups = new Map<string, Option[]>();
+  for (const o of wrong) {
+    const owners = Object.keys(COMMAND_OPTIONS).filter((c) => COMMAND_OPTIONS[c].has(o));
+    groups.set(owners.join(' and '), [...groups.get(owners.join(' and ')) ?? [], o]);
+  }
+  const named = [...groups].map(([owners, os]) => `${os.map((o) => `--${o}`).join(', ')} ` +
+    `(${os.length > 1 ? `${owners} options` : `${/^[aeiou]/.test(owners) ? 'an' : 'a'} ` +
+      `${owners} option`})`);
+  const why = command === 'main' && wrong.includes('checkpoint')
+    ? '; main evaluates the checkpoint it trains' : '';
+  const listed = command === 'eval'
+    ? `eval takes ${EVAL_OPTIONS.filter((o) => o !== 'help').map((o) => `--${o}`).join(', ')}`
+    : `swavgpu --help lists ${command}'s options`;
+  return `${command} does not take ${named.join(', ')}${why}; ${listed}`;
+}
 
 function parse(argv: string[]) {
   return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
@@ -327,6 +364,11 @@ async function main(argv: string[]): Promise<number> {
   if (!['train', 'eval', 'main'].includes(command) || positionals.length > 1) {
     process.stderr.write(`swavgpu: unknown command ${JSON.stringify(positionals.join(' '))}\n\n` +
       `${USAGE}\n`);
+    return 2;
+  }
+  const misplaced = misplacedOptions(command, v);
+  if (misplaced) {
+    process.stderr.write(`swavgpu: ${misplaced}\n`);
     return 2;
   }
   const dataDir = v.data ?? DEFAULT_FASHION_MNIST_DIR;

@@ -3,7 +3,7 @@
 
 import { describe, it, expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -69,6 +69,35 @@ describe('swavgpu command line', () => {
       expect(r.code, args.join(' ')).toBe(1);
       expect(r.err, args.join(' ')).toMatch(message);
     }
+  });
+
+  it('each command refuses options it does not take, before the engine starts', () => {
+    // No Vulkan driver: a command that got as far as the engine would say no adapter.
+    const noGpu = { VK_ICD_FILENAMES: '/nonexistent-icd.json',
+      VK_DRIVER_FILES: '/nonexistent-icd.json' };
+    const out = join(mkdtempSync(join(tmpdir(), 'swavgpu-cli-')), 'never');
+    const ev = cli(['eval', '--checkpoint', 'runs/c', '--k', '3', '--resume', '--epochs', '7',
+      '--lr', '5', '--out', out], noGpu);
+    expect(ev.code).toBe(2);
+    expect(ev.err).toBe('swavgpu: eval does not take --resume, --epochs, --lr, --out (train ' +
+      'and main options); eval takes --checkpoint, --data, --json, --bank, --test, ' +
+      '--probe-epochs, --k\n');
+    const tr = cli(['train', '--out', out, '--subset', '64', '--checkpoint', 'runs/c',
+      '--json', '/x/y.json', '--k', '99', '--bank', '3'], noGpu);
+    expect(tr.code).toBe(2);
+    expect(tr.err).toBe('swavgpu: train does not take --checkpoint (an eval option), --json, ' +
+      "--k, --bank (eval and main options); swavgpu --help lists train's options\n");
+    const main = cli(['main', '--out', out, '--checkpoint', 'runs/c'], noGpu);
+    expect(main.code).toBe(2);
+    expect(main.err).toMatch(/^swavgpu: main does not take --checkpoint \(an eval option\); main /);
+    expect(cli(['eval', '--quiet'], noGpu).err).toMatch(/eval does not take --quiet \(a train /);
+    expect(() => readdirSync(out)).toThrow();
+  });
+
+  it('--test 0 means all test images, as --bank 0 means all, and --help says so', () => {
+    const help = cli(['--help']).out;
+    expect(help).toMatch(/--test N +test images \(default 10000, all of them; 0 for all too\)/);
+    expect(help).toMatch(/--bank N .*\n.*0 for all 60000/);
   });
 
   it('a missing dataset names the path and what to install', () => {
