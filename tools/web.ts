@@ -22,6 +22,11 @@ const WEB_DIR = join(ROOT, 'tools', 'web');
 const EMBED_DIR = join(ROOT, 'examples', 'embed');
 const SRC_DIR = join(ROOT, 'src');
 
+/** A start-up failure the person can fix from its one-line message (a port in use). */
+export class WebServerError extends Error {
+  override name = 'WebServerError';
+}
+
 export interface WebServerOptions {
   /** 0 picks a free port. Default DEFAULT_PORT. */
   port?: number;
@@ -96,10 +101,22 @@ export async function startWebServer(opts: WebServerOptions = {}): Promise<WebSe
     });
     // A broken source should stop start-up with esbuild's message, not serve a blank page.
     await ctx.rebuild();
+    const port = opts.port ?? DEFAULT_PORT;
     const served = await ctx.serve({
-      host: HOST, port: opts.port ?? DEFAULT_PORT, servedir,
+      host: HOST, port, servedir,
       onRequest: opts.logRequests ? (r) => process.stderr.write(
         `${r.method} ${r.path} ${r.status} ${r.timeInMS} ms\n`) : undefined,
+    }).catch((e: unknown) => {
+      // esbuild's Go server says `listen tcp4 127.0.0.1:8765: bind: address already in use`.
+      const m = e instanceof Error ? /bind: (address already in use|permission denied)/
+        .exec(e.message) : null;
+      if (!m) throw e;
+      throw new WebServerError(m[1] === 'permission denied'
+        ? `web: port ${port} on ${HOST} needs more privileges than this user has; pass ` +
+          '--port N for a port >= 1024, or --port 0 for any free one'
+        : `web: port ${port} on ${HOST} is already in use (another server, or an ` +
+          'earlier npm run web still running); pass --port N for another port, or --port 0 ' +
+          'for any free one', { cause: e });
     });
     const c = ctx;
     return {
@@ -156,7 +173,14 @@ if (isMain(import.meta.url)) {
     process.stderr.write(`${(e as Error).message}\n`);
     process.exit(2);
   }
-  const server = await startWebServer(opts);
+  let server: WebServer;
+  try {
+    server = await startWebServer(opts);
+  } catch (e) {
+    if (!(e instanceof WebServerError)) throw e;
+    process.stderr.write(`${e.message}\n`);
+    process.exit(1);
+  }
   process.stdout.write(`swavgpu web page: ${server.url}\n` +
     `  embedding example: ${server.url}embed/\n` +
     (server.dataDir ? `  Fashion-MNIST from ${server.dataDir} at ${server.url}data/\n`
