@@ -25,4 +25,4 @@ export { sampleCrops } from './data/crops.js';
 export { parseIdx, decodeIdx, IdxError } from './data/idx.js';
 export type { ImageDataset } from './data/dataset.js';
 export { parseSafetensors, serializeSafetensors, SafetensorsError } from './io/safetensors.js';
-export { FileError } from './io/file-error.js';
+export { FileError, FileSystemError } from './io/file-error.js';

@@ -14,8 +14,9 @@ export * from './index.js';
 export { nodeShaderLoader, shaderDir } from './gpu/node-shaders.js';
 export { installQuietWaits, quietWaitsActive, type QuietWaitOptions } from './gpu/quiet-wait.js';
 export { loadFashionMnist, DEFAULT_FASHION_MNIST_DIR } from './data/fashion-node.js';
-export { saveCheckpoint, loadCheckpoint, findLatestCheckpoint, writeFileAtomic }
-  from './io/checkpoint-node.js';
+export { saveCheckpoint, loadCheckpoint, findLatestCheckpoint, writeFileAtomic, lockFolder,
+  CheckpointError, FolderLockedError } from './io/checkpoint-node.js';
+export type { FolderLock } from './io/checkpoint-node.js';
 export { trainSwav, TrainingError } from './swav/train-node.js';
 export { tuneConvolutions } from './tune-node.js';
 export type { TrainOptions, TrainSummary, TrainHooks } from './swav/train-node.js';
