@@ -85,7 +85,7 @@ describe('tuneConv2d and tuneConvolutions argument checks', () => {
     const before = [...e.gpu.tuned.keys()];
     // A 3-D x was read as NCHW: "x [2, 5, 5] has 5 channels but w expects 2".
     await expect(tuneConvolutions(e, [{ x: [2, 5, 5], w: [3, 2, 3, 3] }])).rejects.toThrow(
-      'tuneConv2d: shapes[0]: x [2, 5, 5] must be [N, C, H, W] (rank 4), got rank 3');
+      'tuneConvolutions: shapes[0]: x [2, 5, 5] must be [N, C, H, W] (rank 4), got rank 3');
     await expect(tuneConv2d(e, [{ x: [1, 2, 5, 5], w: [3, 2, 3] }])).rejects.toThrow(
       'tuneConv2d: shapes[0]: w [3, 2, 3] must be [O, C, KH, KW] (rank 4), got rank 3');
     // The good first shape is not timed when the second is bad.
