@@ -269,7 +269,7 @@ export interface LatestCheckpoint extends ParsedSafetensors {
 }
 
 /** Checkpoint files in `dir`, newest step first; a missing directory has none. */
-async function listCheckpoints(
+export async function listCheckpoints(
   dir: string,
   onSkip?: SkipReporter,
 ): Promise<{ path: string; step: number }[]> {

@@ -7,7 +7,7 @@ import type { Engine } from '../graph/engine.js';
 import type { Tensor } from '../graph/tensor.js';
 import { DeviceLostError } from '../gpu/errors.js';
 import { loadFashionMnist } from '../data/fashion-node.js';
-import { findLatestCheckpoint, lockFolder, writeFileAtomic, type FolderLock }
+import { listCheckpoints, lockFolder, writeFileAtomic, type FolderLock }
   from '../io/checkpoint-node.js';
 import { FileSystemError } from '../io/file-error.js';
 import { STEP_KEY } from '../optim/optimizer.js';
@@ -204,10 +204,14 @@ async function trainLocked(engine: Engine, opts: TrainOptions): Promise<TrainSum
     config = validateConfig(opts.resumeConfig ? opts.resumeConfig(run.config)
       : { ...run.config, timeBudget: config.timeBudget });
   } else {
-    // lockOutput made the folder.
-    if (await findLatestCheckpoint(opts.out)) {
-      throw new TrainingError(`${opts.out} already holds checkpoints: pass --resume to ` +
-        `continue that run, or choose another --out`);
+    // lockOutput made the folder. Any checkpoint file counts, even one that does not load:
+    // a fresh run would overwrite the run's metrics and config beside it.
+    const found = await listCheckpoints(opts.out);
+    if (found.length) {
+      const more = found.length > 1 ? ` and ${found.length - 1} more` : '';
+      throw new TrainingError(`${opts.out} already holds checkpoints (${found[0].path}${more}): ` +
+        `pass --resume to continue that run (from the newest that loads), or choose another ` +
+        `--out`);
     }
   }
 

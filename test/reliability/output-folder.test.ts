@@ -2,7 +2,8 @@
 // the OS's reason and the checkpoint still good; a folder locked by another training is
 // refused before any data or GPU work, and the lock goes when the run ends, even in error.
 
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync }
+  from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -73,6 +74,30 @@ describe('a write into --out that fails stops training, saying what was kept', (
       'the way\\)\\. Training stopped at step \\d; the last good checkpoint is still ' +
       `${join(out, 'ckpt-000002\\.safetensors')}, and --resume continues from it$`));
   });
+});
+
+describe('a fresh run into a folder that holds checkpoints', () => {
+  it('is refused, a checkpoint that does not load included, and touches nothing there',
+    async () => {
+      const first = options();
+      await trainSwav(engine(), first);
+      const again = await trainSwav(engine(), { ...first }).then(() => null, (e: unknown) => e);
+      expect(again).toBeInstanceOf(TrainingError);
+      expect((again as Error).message).toBe(`${first.out} already holds checkpoints ` +
+        `(${join(first.out, 'ckpt-000004.safetensors')} and 1 more): pass --resume to ` +
+        'continue that run (from the newest that loads), or choose another --out');
+      // Only a broken checkpoint beside the run's metrics: refused all the same, and the
+      // metrics and config are left as they were.
+      const out = join(work, 'broken');
+      mkdirSync(out);
+      writeFileSync(join(out, 'ckpt-000010.safetensors'), 'not a checkpoint');
+      writeFileSync(join(out, 'metrics.jsonl'), '{"step":0}\n');
+      const broken = await trainSwav(engine(), { ...options(), out })
+        .then(() => null, (e: unknown) => e);
+      expect((broken as Error).message).toMatch(/already holds checkpoints \(.*ckpt-000010/);
+      expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8')).toBe('{"step":0}\n');
+      expect(readdirSync(out).sort()).toEqual(['ckpt-000010.safetensors', 'metrics.jsonl']);
+    });
 });
 
 describe('the lock on --out', () => {
