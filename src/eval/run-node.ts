@@ -1,11 +1,11 @@
 // `swavgpu eval`: a checkpoint's frozen backbone features, the same backbone at random
 // initialisation and raw pixels, each scored by a linear probe and by weighted kNN.
 
-import { writeFileSync } from 'node:fs';
 import type { Engine } from '../graph/engine.js';
 import { loadFashionMnist } from '../data/fashion-node.js';
 import { describeSkipped, loadRun } from '../swav/checkpoint-node.js';
-import { CheckpointError } from '../io/checkpoint-node.js';
+import { CheckpointError, writeFileAtomic } from '../io/checkpoint-node.js';
+import { FileSystemError } from '../io/file-error.js';
 import { SwavModel } from '../swav/model.js';
 import { validateConfig } from '../swav/config.js';
 import { extractFeatures, pixelFeatures, type Features } from './features.js';
@@ -115,7 +115,19 @@ export async function evaluateCheckpoint(engine: Engine, o: EvalOptions): Promis
     test: test.count, k: o.k, probeEpochs: o.probeEpochs, featureDims: dims,
     seconds: (performance.now() - t0) / 1000,
   };
-  if (o.json) writeFileSync(o.json, `${JSON.stringify(result, null, 2)}\n`);
+  if (o.json) {
+    try {
+      await writeFileAtomic(o.json, new TextEncoder().encode(
+        `${JSON.stringify(result, null, 2)}\n`), 'the evaluation results');
+    } catch (e) {
+      // Minutes of evaluation are not lost to a bad --json path: the scores go in the error.
+      const err = e instanceof FileSystemError ? e : new FileSystemError(o.json,
+        'write the evaluation results', e);
+      err.message += `; the results were linear ${JSON.stringify(linear)}, kNN ` +
+        `${JSON.stringify(knn)}`;
+      throw err;
+    }
+  }
   return result;
 }
 

@@ -2,7 +2,7 @@
 // the OS's reason and the checkpoint still good; a folder locked by another training is
 // refused before any data or GPU work, and the lock goes when the run ends, even in error.
 
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync }
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync }
   from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { FolderLockedError, LOCK_NAME, lockFolder } from '../../src/io/checkpoint-node.js';
 import { defaultConfig, validateConfig, type SwavConfig } from '../../src/swav/config.js';
 import { trainSwav, TrainingError, type TrainOptions } from '../../src/swav/train-node.js';
+import { evaluateCheckpoint } from '../../src/eval/run-node.js';
+import { FileSystemError } from '../../src/io/file-error.js';
 import { useEngine } from '../helpers/gpu.js';
 import { writeSyntheticMnist } from './synthetic.js';
 
@@ -98,6 +100,25 @@ describe('a fresh run into a folder that holds checkpoints', () => {
       expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8')).toBe('{"step":0}\n');
       expect(readdirSync(out).sort()).toEqual(['ckpt-000010.safetensors', 'metrics.jsonl']);
     });
+});
+
+describe('evaluation results that cannot be written', () => {
+  it('name the file, the folder and the reason, and carry the scores', async () => {
+    const run = options();
+    await trainSwav(engine(), run);
+    // The synthetic training images stand in for the test set too.
+    for (const kind of ['images-idx3', 'labels-idx1']) {
+      copyFileSync(join(DATA, `train-${kind}-ubyte`), join(DATA, `t10k-${kind}-ubyte`));
+    }
+    const json = join(work, 'no-such-folder', 'eval.json');
+    const error = await evaluateCheckpoint(engine(), { checkpoint: run.out, dataDir: DATA,
+      bank: 32, test: 32, k: 3, probeEpochs: 2, json, log: () => undefined })
+      .then(() => null, (e: unknown) => e);
+    expect(error).toBeInstanceOf(FileSystemError);
+    expect((error as Error).message).toMatch(new RegExp(`^${json}: cannot write the ` +
+      'evaluation results in the folder .*no-such-folder: ENOENT .*; the results were ' +
+      'linear \\{"swav":[0-9.]+,"random":[0-9.]+,"pixels":[0-9.]+\\}, kNN \\{'));
+  });
 });
 
 describe('the lock on --out', () => {
