@@ -21,12 +21,16 @@ let nextNodeId = 1;
  * would turn a string or an object into NaN without a word.
  */
 function checkNumbers(what: string, data: ArrayLike<number>): void {
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+    throw new OpArgumentError(`${what}: data is a ${data.constructor.name}; float32 tensors ` +
+      'take numbers (convert with Float32Array.from(data, Number))');
+  }
   if (ArrayBuffer.isView(data)) return;
   for (let i = 0; i < data.length; i++) {
     const v: unknown = data[i];
     if (typeof v !== 'number') {
-      throw new OpArgumentError(`${what}: data[${i}] is ${v === null ? 'null' : typeof v} ` +
-        `${JSON.stringify(v) ?? String(v)}, not a number`);
+      throw new OpArgumentError(`${what}: data[${i}] is ${v === null ? 'null' : typeof v}` +
+        `${typeof v === 'string' ? ` ${JSON.stringify(v)}` : ''}, not a number`);
     }
   }
 }
@@ -216,9 +220,11 @@ export class Engine {
   // ---- recording ----------------------------------------------------------------------
 
   /**
-   * Runs `fn` with gradient tracking off: its outputs require no gradient. `fn` must be
-   * synchronous (ops record synchronously): tracking could not stay off across an await
-   * without also holding it off for whatever else runs meanwhile.
+   * Runs `fn` with gradient tracking off: its outputs require no gradient. Tracking is off
+   * while `fn` runs synchronously (ops record synchronously), so an async function is
+   * refused: tracking could not stay off across its awaits without also holding it off for
+   * whatever else runs meanwhile. A function that records its ops and returns a promise
+   * (of a read, say) is fine.
    */
   noGrad<T>(fn: () => T): T {
     if (typeof fn !== 'function') {
@@ -231,17 +237,11 @@ export class Engine {
         'outside it)');
     }
     this.noGradDepth++;
-    let result: T;
     try {
-      result = fn();
+      return fn();
     } finally {
       this.noGradDepth--;
     }
-    if (result instanceof Promise) {
-      throw new OpArgumentError('noGrad: the function returned a promise; ops recorded after ' +
-        'its first await tracked gradients (record the ops inside noGrad, await outside it)');
-    }
-    return result;
   }
 
   get gradEnabled(): boolean {

@@ -406,8 +406,21 @@ function readLock(path: string): LockHolder | null | 'gone' {
   }
 }
 
+/** Tokens of the locks this process holds now. */
+const heldHere = new Set<string>();
+
+/**
+ * Whether the holder of a lock file written on this host still runs. A lock naming this
+ * process's own pid is live only if this process took it: otherwise it is a previous
+ * process's whose pid came round again (a restarted container usually starts node with the
+ * same pid), and stale.
+ */
+function holderAlive(held: LockHolder): boolean {
+  if (held.pid === process.pid) return heldHere.has(held.token);
+  return processAlive(held.pid);
+}
+
 function processAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
     return true;
@@ -509,7 +522,7 @@ export function lockFolder(folder: string, onNote?: (line: string) => void): Fol
           '(a damaged file? delete it if no training runs there)');
       }
       const here = held.host === me.host;
-      if (!here || processAlive(held.pid)) {
+      if (!here || holderAlive(held)) {
         throw new FolderLockedError(dir, held, `in use: process ${held.pid}` +
           `${held.pid === process.pid && here ? ' (this process)' : ''}` +
           `${here ? '' : ` on host ${held.host}`} has been training into it since ` +
@@ -522,9 +535,11 @@ export function lockFolder(folder: string, onNote?: (line: string) => void): Fol
       continue;
     }
     let held = true;
+    heldHere.add(me.token);
     const release = () => {
       if (!held) return;
       held = false;
+      heldHere.delete(me.token);
       process.off('exit', release);
       try {
         const now = readLock(path);

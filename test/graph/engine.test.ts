@@ -352,8 +352,10 @@ describe('autodiff', () => {
     expect(y.requiresGrad).toBe(false);
     // Tracking could not stay off across an await: async functions are refused.
     expect(() => e.noGrad(async () => ops.mul(x, x))).toThrow(/noGrad: expects a synchronous/);
-    expect(() => e.noGrad(() => Promise.resolve(1))).toThrow(/returned a promise/);
     expect(e.gradEnabled).toBe(true);
+    // Ops recorded synchronously, a promise returned (a read): fine.
+    const [v] = await e.noGrad(() => e.run([], [ops.mul(x, x)]));
+    expect(Array.from(v)).toEqual([1, 4]);
   });
 
   it('undoes broadcasting in the gradient', async () => {
@@ -497,6 +499,15 @@ describe('misuse is refused before GPU work, and the engine stays usable', () =>
       .toThrow(/data\[1\] is undefined/);
     const t = e.tensor([1, 2], [2]);
     expect(() => t.write([1, null] as unknown as number[])).toThrow(/write to .*data\[1\] is null/);
+    // Values JSON cannot print, and BigInt arrays, are refused the same way.
+    const loop: Record<string, unknown> = {};
+    loop.self = loop;
+    expect(() => e.tensor([1n, 2n] as unknown as number[], [2]))
+      .toThrow(/data\[0\] is bigint, not a number/);
+    expect(() => e.tensor([loop, 1] as unknown as number[], [2]))
+      .toThrow(/data\[0\] is object, not a number/);
+    expect(() => e.tensor(new BigInt64Array(2) as unknown as number[], [2]))
+      .toThrow(OpArgumentError);
   });
 
   it('a read submitted before dispose is delivered, and a new engine works after', async () => {

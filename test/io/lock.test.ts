@@ -75,6 +75,21 @@ describe('lockFolder', () => {
     expect(spawnSync('ls', ['-A', dir], { encoding: 'utf8' }).stdout).toBe('');
   });
 
+  it('a lock naming this process\'s pid but not taken by it (a restarted container) is stale',
+    () => {
+      const path = join(dir, LOCK_NAME);
+      writeFileSync(path, JSON.stringify({ pid: process.pid, host: hostname(),
+        started: '2025-01-01T00:00:00.000Z', token: 'before-the-restart' }));
+      const notes: string[] = [];
+      const lock = lockFolder(dir, (l) => notes.push(l));
+      expect(notes).toEqual([`${path}: took over the lock of process ${process.pid} (since ` +
+        '2025-01-01T00:00:00.000Z), which is no longer running']);
+      // While it is held here, this process's own lock is live all the same.
+      expect(() => lockFolder(dir)).toThrow(/\(this process\) has been training into it/);
+      lock.release();
+      expect(existsSync(path)).toBe(false);
+    });
+
   it('another host\'s lock and a lock naming no process are refused, never taken over', () => {
     const path = join(dir, LOCK_NAME);
     writeFileSync(path, JSON.stringify({ pid: deadPid(), host: 'elsewhere',
