@@ -420,7 +420,8 @@ function holderAlive(held: LockHolder): boolean {
   return processAlive(held.pid);
 }
 
-function processAlive(pid: number): boolean {
+/** Whether a process of this pid runs on this host (one of another user's counts). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -4,7 +4,7 @@
 
 import type { Engine } from '../graph/engine.js';
 import { CheckpointError, checkpointName, findLatestCheckpoint, loadCheckpoint, pruneCheckpoints,
-  saveCheckpoint } from '../io/checkpoint-node.js';
+  processAlive, saveCheckpoint } from '../io/checkpoint-node.js';
 import type { Tensor as SafeTensor } from '../io/safetensors.js';
 import type { ParsedSafetensors } from '../io/safetensors.js';
 import type { Tensor } from '../graph/tensor.js';
@@ -140,7 +140,7 @@ export async function removeStaleTemps(dir: string,
     const m = /\.tmp-(\d+)-[0-9a-f]+$/.exec(name);
     if (!m) continue;
     const pid = Number(m[1]);
-    if (pid === process.pid || isAlive(pid)) continue;
+    if (pid === process.pid || processAlive(pid)) continue;
     const path = join(dir, name);
     await rm(path, { force: true });
     onRemove?.(path);
@@ -149,15 +149,6 @@ export async function removeStaleTemps(dir: string,
   return removed;
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: the process exists but belongs to someone else.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export interface LoadedRun {
   path: string;

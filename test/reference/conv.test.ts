@@ -72,8 +72,8 @@ describe('conv2d forward', () => {
     const x = [1, 1, 6, 6];
     const w = [2, 1, 3, 3];
     const shapes = '(x [1, 1, 6, 6], w [2, 1, 3, 3])';
-    expect(() => conv2dOutputShape(x, w, { stride: 0 })).toThrow(
-      `conv2dOutputShape: stride must be an integer >= 1 or a pair [h, w] of them, got 0 ${shapes}`);
+    expect(() => conv2dOutputShape(x, w, { stride: 0 })).toThrow('conv2dOutputShape: stride ' +
+      `must be an integer >= 1 or a pair [h, w] of them, got 0 ${shapes}`);
     expect(() => conv2d(randn(x, mulberry32(1)), randn(w, mulberry32(2)), null,
       { padding: [1, -1] })).toThrow(
       `conv2d: padding must be an integer >= 0 or a pair [h, w] of them, got [1,-1] ${shapes}`);
