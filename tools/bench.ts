@@ -10,7 +10,7 @@ import type { CheckReply, Contestant, FinishReply, InfoReply, PrepareReply, Prof
   SampleReply, ShapesReply, StepCounters } from './bench/protocol.js';
 import { aggregateKernels, fmt, formatCounters, formatProfile, formatTable, makeRow, median,
   type KernelTime, type Measured, type Row } from './bench/report.js';
-import { torchAvailable, WorkerLink } from './bench/workers.js';
+import { PYTHON, torchAvailable, WorkerLink } from './bench/workers.js';
 
 const USAGE = `usage: npm run bench -- [options]
 
@@ -29,6 +29,7 @@ options:
   --images N     training images of the SwAV step case (default 2048)
   --torch-threads N  PyTorch's intra-op threads (default: the faster of 1 and every core,
                  timed when the case starts)
+  --python PATH  the Python whose torch runs the PyTorch mirror (default ${PYTHON})
   --data DIR     Fashion-MNIST folder (default ${DEFAULT_FASHION_MNIST_DIR}; synthetic images
                  where missing)
   --check        instead of timing, compare every contestant's outputs with ours (sum and
@@ -52,6 +53,7 @@ interface Options {
   list: boolean;
   check: boolean;
   torchThreads: number;
+  python: string;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -61,7 +63,7 @@ function parseOptions(argv: string[]): Options {
       quick: { type: 'boolean' }, json: { type: 'string' }, 'no-profile': { type: 'boolean' },
       'no-peers': { type: 'boolean' }, images: { type: 'string' }, data: { type: 'string' },
       list: { type: 'boolean' }, check: { type: 'boolean' }, help: { type: 'boolean' },
-      'torch-threads': { type: 'string' },
+      'torch-threads': { type: 'string' }, python: { type: 'string' },
     },
   });
   if (values.help) {
@@ -88,6 +90,7 @@ function parseOptions(argv: string[]): Options {
     list: values.list ?? false,
     check: values.check ?? false,
     torchThreads: int('torch-threads', values['torch-threads'], 0, 0),
+    python: values.python ?? PYTHON,
   };
 }
 
@@ -96,10 +99,13 @@ class Workers {
   private links = new Map<Contestant, WorkerLink>();
   readonly info = new Map<Contestant, InfoReply>();
 
+  constructor(private readonly python = PYTHON) {}
+
   async get(who: Contestant): Promise<WorkerLink> {
     let link = this.links.get(who);
     if (!link || !link.alive) {
-      link = new WorkerLink(who, { onStderr: (l) => console.error(`[${who}] ${l}`) });
+      link = new WorkerLink(who, { onStderr: (l) => console.error(`[${who}] ${l}`),
+        python: this.python });
       this.links.set(who, link);
       if (!this.info.has(who)) {
         this.info.set(who, await link.ask({ cmd: 'info' }, PREPARE_TIMEOUT_MS));
@@ -273,7 +279,7 @@ async function main(): Promise<void> {
   const t0 = performance.now();
   const loads: number[] = [loadavg()[0]];
   const loadTimer = setInterval(() => loads.push(loadavg()[0]), 10_000);
-  const workers = new Workers();
+  const workers = new Workers(o.python);
   try {
     const ours = await workers.get('ours');
     const shapes = await ours.ask<ShapesReply>({ cmd: 'shapes' }, PREPARE_TIMEOUT_MS);
@@ -297,7 +303,7 @@ async function main(): Promise<void> {
     }
     const skip = new Map<Contestant, string>();
     if (o.peers && cases.some((c) => c.peers.includes('torch'))) {
-      const t = torchAvailable();
+      const t = torchAvailable(o.python);
       if (!t.ok) skip.set('torch', `PyTorch row skipped: ${t.why}`);
     }
     const rows: Row[] = [];

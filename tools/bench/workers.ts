@@ -14,18 +14,19 @@ type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void;
 export type Ask = Request extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never :
   never;
 
+/** The Python that runs the PyTorch mirror unless the bench's --python names another. */
 export const PYTHON = '/usr/bin/python3';
 /** The PyTorch mirror, beside tools/bench/ in the source tree (not part of a build). */
 const TORCH_SCRIPT = fileURLToPath(new URL('../bench_torch.py', import.meta.url));
 
 /** Whether PyTorch imports; the bench leaves its row out with a note otherwise. */
-export function torchAvailable(): { ok: boolean; why: string } {
+export function torchAvailable(python = PYTHON): { ok: boolean; why: string } {
   if (!existsSync(TORCH_SCRIPT)) return { ok: false, why: `${TORCH_SCRIPT} is missing` };
-  const r = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 });
-  if (r.error) return { ok: false, why: `${PYTHON}: ${r.error.message}` };
+  const r = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 });
+  if (r.error) return { ok: false, why: `${python}: ${r.error.message}` };
   if (r.status !== 0) {
     const last = (r.stderr ?? '').trim().split('\n').pop() ?? '';
-    return { ok: false, why: `${PYTHON} -c 'import torch' failed: ${last}` };
+    return { ok: false, why: `${python} -c 'import torch' failed: ${last}` };
   }
   return { ok: true, why: '' };
 }
@@ -35,6 +36,8 @@ export interface WorkerOptions {
   env?: Record<string, string>;
   /** Called with each stderr line that is not Dawn's start-up noise. */
   onStderr?: (line: string) => void;
+  /** The Python of the PyTorch mirror; default PYTHON. */
+  python?: string;
 }
 
 /** One contestant's process; requests are answered in order, each with a time limit. */
@@ -47,7 +50,7 @@ export class WorkerLink {
   constructor(readonly who: Contestant, opts: WorkerOptions = {}) {
     const env = { ...process.env, ...opts.env };
     if (who === 'torch') {
-      this.child = spawn(PYTHON, [TORCH_SCRIPT, '--serve'],
+      this.child = spawn(opts.python ?? PYTHON, [TORCH_SCRIPT, '--serve'],
         { env, stdio: ['pipe', 'pipe', 'pipe'] });
       createInterface({ input: this.child.stdout! }).on('line', (line) => {
         if (!line.startsWith('{')) return;
