@@ -20,8 +20,9 @@ export type { FolderLock } from './io/checkpoint-node.js';
 export { trainSwav, TrainingError } from './swav/train-node.js';
 export { tuneConvolutions } from './tune-node.js';
 export type { TrainOptions, TrainSummary, TrainHooks } from './swav/train-node.js';
-export { snapshotTrainer, writeTrainerCheckpoint, firstNonFinite, NonFiniteStateError }
+export { snapshotTrainer, writeTrainerCheckpoint, NonFiniteStateError }
   from './swav/checkpoint-node.js';
+export { firstNonFinite, type FiniteCheckInput } from './io/safetensors.js';
 export { evaluateCheckpoint, printEvalTable } from './eval/run-node.js';
 export type { EvalOptions, EvalResult } from './eval/run-node.js';
 

@@ -11,6 +11,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 
 import {
   assembleSafetensors,
+  firstNonFinite,
   packSafetensors,
   parseSafetensors,
   type Metadata,
@@ -148,35 +149,6 @@ export async function saveCheckpoint(
     [HEADER_CHECKSUM_KEY]: digest }), 'the checkpoint');
 }
 
-/** An F16's raw bits as a number (only called on an infinity or a NaN here). */
-function f16Special(bits: number): number {
-  if ((bits & 0x3ff) !== 0) return NaN;
-  return bits & 0x8000 ? -Infinity : Infinity;
-}
-
-/**
- * The first NaN or infinity among a checkpoint's float tensors (F16 by its bits), in the
- * header's key order: name, flat index and value.
- */
-function firstNonFiniteValue(tensors: Record<string, Tensor>):
-  { name: string; index: number; value: number } | null {
-  for (const [name, t] of Object.entries(tensors)) {
-    const d = t.data;
-    if (t.dtype === 'F16') {
-      for (let i = 0; i < d.length; i++) {
-        const bits = d[i] as number;
-        if ((bits & 0x7c00) === 0x7c00) return { name, index: i, value: f16Special(bits) };
-      }
-    } else if (t.dtype === 'F32' || t.dtype === 'F64') {
-      for (let i = 0; i < d.length; i++) {
-        const v = d[i] as number;
-        if (!Number.isFinite(v)) return { name, index: i, value: v };
-      }
-    }
-  }
-  return null;
-}
-
 /** A flat index as coordinates in `shape`: 13 in [2, 3, 4] is [1, 0, 1]. */
 function coordinates(index: number, shape: readonly number[]): number[] {
   const at: number[] = [];
@@ -232,7 +204,7 @@ export async function loadCheckpoint(path: string,
       );
     }
   }
-  const bad = opts.allowNonFinite ? null : firstNonFiniteValue(parsed.tensors);
+  const bad = opts.allowNonFinite ? null : firstNonFinite(parsed.tensors);
   if (bad) {
     // Checked after the checksums: a NaN there was written, not a flipped bit.
     const t = parsed.tensors[bad.name];

@@ -360,3 +360,45 @@ export function parseSafetensors(bytes: Uint8Array, fileName: string): ParsedSaf
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
+
+/** An F16's raw bits as a number (only called on an infinity or a NaN here). */
+function f16Special(bits: number): number {
+  if ((bits & 0x3ff) !== 0) return NaN;
+  return bits & 0x8000 ? -Infinity : Infinity;
+}
+
+/** What firstNonFinite looks into: a safetensors Tensor, or any record of float data. */
+export interface FiniteCheckInput {
+  /**
+   * The data's dtype. F16 data is raw bits (a Uint16Array) and is read as such only when
+   * this says F16; without a dtype, Float32Array and Float64Array data is looked into.
+   */
+  dtype?: SafetensorsDtype;
+  data: ArrayLike<number | bigint>;
+}
+
+/**
+ * The first NaN or infinity among float tensors (F16 by its bits), in the record's key
+ * order: name, flat index and value. Integer data is always finite and is not looked into.
+ */
+export function firstNonFinite(tensors: Record<string, FiniteCheckInput>):
+  { name: string; index: number; value: number } | null {
+  for (const [name, t] of Object.entries(tensors)) {
+    const d = t.data;
+    if (t.dtype === 'F16') {
+      for (let i = 0; i < d.length; i++) {
+        const bits = Number(d[i]);
+        if ((bits & 0x7c00) === 0x7c00) return { name, index: i, value: f16Special(bits) };
+      }
+      continue;
+    }
+    const float = t.dtype === 'F32' || t.dtype === 'F64' ||
+      (t.dtype === undefined && (d instanceof Float32Array || d instanceof Float64Array));
+    if (!float) continue;
+    for (let i = 0; i < d.length; i++) {
+      const v = Number(d[i]);
+      if (!Number.isFinite(v)) return { name, index: i, value: v };
+    }
+  }
+  return null;
+}

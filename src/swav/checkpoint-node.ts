@@ -5,8 +5,8 @@
 import type { Engine } from '../graph/engine.js';
 import { CheckpointError, checkpointName, findLatestCheckpoint, loadCheckpoint, pruneCheckpoints,
   processAlive, saveCheckpoint } from '../io/checkpoint-node.js';
-import type { Tensor as SafeTensor } from '../io/safetensors.js';
-import type { ParsedSafetensors } from '../io/safetensors.js';
+import { firstNonFinite, type ParsedSafetensors, type Tensor as SafeTensor }
+  from '../io/safetensors.js';
 import type { Tensor } from '../graph/tensor.js';
 import type { SwavConfig } from './config.js';
 import type { SwavTrainer, TrainerPosition } from './trainer.js';
@@ -56,22 +56,6 @@ export async function snapshotTrainer(trainer: SwavTrainer): Promise<TrainerSnap
     // returning it at once keeps the pool flat across checkpoints.
     state[STEP_KEY]?.dispose();
   }
-}
-
-/**
- * The first NaN or infinity among float tensors, in key order: name, flat index and value
- * (integer data is always finite; F16 travels as raw bits and is not looked into).
- */
-export function firstNonFinite(tensors: Record<string, { data: ArrayLike<number | bigint> }>):
-  { name: string; index: number; value: number } | null {
-  for (const [name, t] of Object.entries(tensors)) {
-    const d = t.data;
-    if (!(d instanceof Float32Array || d instanceof Float64Array)) continue;
-    for (let i = 0; i < d.length; i++) {
-      if (!Number.isFinite(d[i])) return { name, index: i, value: d[i] };
-    }
-  }
-  return null;
 }
 
 /** Refused to write a checkpoint: its state holds a non-finite value. */

@@ -10,11 +10,12 @@ import { loadFashionMnist } from '../data/fashion-node.js';
 import { listCheckpoints, lockFolder, writeFileAtomic, type FolderLock }
   from '../io/checkpoint-node.js';
 import { FileSystemError } from '../io/file-error.js';
+import { firstNonFinite } from '../io/safetensors.js';
 import { STEP_KEY } from '../optim/optimizer.js';
 import { SwavTrainer, type StepResult } from './trainer.js';
 import { validateConfig, type SwavConfig } from './config.js';
 import {
-  describeSkipped, firstNonFinite, noCheckpointError, removeStaleTemps, restoreSnapshot, scanRun,
+  describeSkipped, noCheckpointError, removeStaleTemps, restoreSnapshot, scanRun,
   snapshotTrainer, writeTrainerCheckpoint, type TrainerSnapshot,
 } from './checkpoint-node.js';
 import { lossCurveSvg } from './plot.js';

@@ -20,6 +20,8 @@ import {
   writeFileAtomic,
 } from '../../src/io/checkpoint-node.js';
 import { FileSystemError } from '../../src/io/file-error.js';
+import { firstNonFinite, NonFiniteStateError, writeTrainerCheckpoint } from '../../src/node.js';
+import { defaultConfig } from '../../src/swav/config.js';
 import {
   assembleSafetensors,
   packSafetensors,
@@ -334,6 +336,37 @@ describe('non-finite values', () => {
     expect(await pruneCheckpoints(dir, 1)).toEqual([]);
     expect((await readdir(dir)).sort()).toEqual([checkpointName(1), checkpointName(2)]);
   });
+
+  it('firstNonFinite, exported by the Node entry, reads F16 by its bits as loading does',
+    async () => {
+      // Loaded as allowed, the F16 infinity is there to find: one check serves both.
+      const path = await saveWith(1, 'half',
+        { dtype: 'F16', shape: [3], data: Uint16Array.of(0x3c00, 0x3800, 0xfc00) });
+      const parsed = await loadCheckpoint(path, { allowNonFinite: true });
+      expect(firstNonFinite(parsed.tensors)).toEqual({ name: 'half', index: 2, value: -Infinity });
+      // A NaN's bits (0x7e01: mantissa set) give NaN; 0x7bff, the largest F16, is finite.
+      const half = (...bits: number[]) =>
+        ({ dtype: 'F16' as const, data: Uint16Array.of(...bits) });
+      expect(firstNonFinite({ a: half(0x7bff, 0xfbff), b: half(0, 0x7e01) }))
+        .toEqual({ name: 'b', index: 1, value: NaN });
+      // Integer data is never looked into; dtype-less float arrays are, as before.
+      expect(firstNonFinite({ n: { dtype: 'I32', data: Int32Array.of(0x7fc00000) } })).toBeNull();
+      expect(firstNonFinite({ x: { data: Float32Array.of(1, Infinity) } }))
+        .toEqual({ name: 'x', index: 1, value: Infinity });
+    });
+
+  it('writeTrainerCheckpoint refuses a snapshot holding an F16 infinity, writing nothing',
+    async () => {
+      const snap = {
+        step: 5, config: defaultConfig, position: {} as never,
+        tensors: { half: { dtype: 'F16' as const, shape: [2], data: Uint16Array.of(0, 0x7c00) } },
+      };
+      const err = await writeTrainerCheckpoint(dir, snap).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NonFiniteStateError);
+      expect((err as Error).message).toBe('state after step 4: half holds Infinity at element 1; ' +
+        'no checkpoint was written');
+      expect(await readdir(dir)).toEqual([]);
+    });
 });
 
 describe('write errors name the file being written, its folder and the OS reason', () => {

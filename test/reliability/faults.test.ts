@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createEngine } from '../../src/node.js';
 import { checkpointStep, findLatestCheckpoint } from '../../src/io/checkpoint-node.js';
 import { defaultConfig, validateConfig, type SwavConfig } from '../../src/swav/config.js';
-import { firstNonFinite } from '../../src/swav/checkpoint-node.js';
+import { firstNonFinite } from '../../src/io/safetensors.js';
 import { trainSwav, TrainingError, type TrainOptions } from '../../src/swav/train-node.js';
 import type { SwavTrainer } from '../../src/swav/trainer.js';
 import { useEngine } from '../helpers/gpu.js';
