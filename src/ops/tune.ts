@@ -10,6 +10,7 @@ import type { Tensor } from '../graph/tensor.js';
 import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, convTuneKey, CONV_CPU_TILING,
   CONV_GPU_TILING, CONV_SHARED_TILING, type ConvPass, type ConvTiling } from './conv.js';
 import { matmul, REGISTER_TILING, SHARED_TILING, type MatmulTiling } from './matmul.js';
+import { fail } from './util.js';
 
 /** The variants tried: both families and a smaller register tile. */
 export const MATMUL_CANDIDATES: readonly MatmulTiling[] = [
@@ -35,7 +36,7 @@ export interface TuneResult {
 /** Timed rounds must be a whole number of at least one: a median of none is no choice. */
 function checkReps(fn: string, reps: number): number {
   if (!Number.isInteger(reps) || reps < 1) {
-    throw new RangeError(`${fn}: reps must be an integer >= 1, got ${String(reps)}`);
+    fail(fn, `reps must be an integer >= 1, got ${String(reps)}`);
   }
   return reps;
 }
@@ -45,7 +46,7 @@ export async function tuneMatmul(engine: Engine, opts: TuneOptions = {}): Promis
   const n = opts.size ?? 384;
   const reps = checkReps('tuneMatmul', opts.reps ?? 5);
   if (!Number.isInteger(n) || n < 1) {
-    throw new RangeError(`tuneMatmul: size must be a positive integer, got ${String(n)}`);
+    fail('tuneMatmul', `size must be a positive integer, got ${String(n)}`);
   }
   const data = new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
   const a = engine.tensor(data, [n, n], { name: 'tune a' });
@@ -134,15 +135,14 @@ const dims = (s: readonly unknown[]) => `[${s.join(', ')}]`;
 /**
  * Checks every shape before anything is uploaded or timed: x [N, C, H, W] and w [O, C, KH,
  * KW] of positive integers with matching C, the geometry options' forms, needDx a boolean.
- * `fn` names the function the caller called (tuneConvolutions goes through tuneConv2d).
- * The rank comes first: a 3-D x read as NCHW would blame the channels instead.
+ * `fn` names the function the caller called (tuneConvolutions goes through tuneConv2d) in
+ * the OpArgumentError a bad shape gets. The rank comes first: a 3-D x read as NCHW would
+ * blame the channels instead.
  */
 export function checkConvShapes(fn: string, shapes: readonly ConvShape[]): void {
-  const bad = (i: number, message: string): never => {
-    throw new RangeError(`${fn}: shapes[${i}]: ${message}`);
-  };
+  const bad = (i: number, message: string): never => fail(fn, `shapes[${i}]: ${message}`);
   if (!Array.isArray(shapes)) {
-    throw new RangeError(`${fn}: shapes must be an array of { x, w } shapes`);
+    fail(fn, 'shapes must be an array of { x, w } shapes');
   }
   shapes.forEach((s, i) => {
     if (typeof s !== 'object' || s === null) bad(i, `must be { x, w, ... }, got ${String(s)}`);
