@@ -4,9 +4,10 @@ import type { Engine } from '../graph/engine.js';
 import type { Tensor } from '../graph/tensor.js';
 import { relu } from '../ops/elementwise.js';
 import { matmul } from '../ops/matmul.js';
-import { conv2d, type Conv2dOptions } from '../ops/conv.js';
+import { checkConvTiling, conv2d, type Conv2dOptions, type ConvTiling } from '../ops/conv.js';
 import { batchNorm } from '../ops/batchnorm.js';
 import { fail } from '../ops/util.js';
+import { OpArgumentError } from '../gpu/errors.js';
 import { checkInitRng, checkLayerFlag, checkLayerInt, checkLayerNumber, checkLayerPair,
   layerError, Module, type InitRng } from './module.js';
 
@@ -59,6 +60,7 @@ export class Conv2d extends Module {
     checkLayerPair(layer, 'padding', opts.padding, 0);
     checkLayerPair(layer, 'dilation', opts.dilation, 1);
     checkLayerFlag(layer, 'bias', opts.bias);
+    checkLayerTiling(layer, opts.tiling);
     const fanOut = outChannels * kernel * kernel;
     const std = Math.sqrt(2 / fanOut);
     const w = new Float32Array(outChannels * inChannels * kernel * kernel)
@@ -72,6 +74,25 @@ export class Conv2d extends Module {
 
   forward(x: Tensor): Tensor {
     return conv2d(x, this.weight, this.bias, this.opts);
+  }
+}
+
+/**
+ * A forced tiling, checked by conv2d's own rules at construction and reported under the
+ * layer's name (conv2d would refuse it only at the first forward).
+ */
+function checkLayerTiling(layer: string, tiling: unknown): void {
+  if (tiling === undefined) return;
+  if (typeof tiling !== 'object' || tiling === null || Array.isArray(tiling)) {
+    layerError(layer, 'tiling must be a ConvTiling object { TM, TN, WG_X, WG_Y, ... }, got ' +
+      JSON.stringify(tiling));
+  }
+  try {
+    checkConvTiling(tiling as ConvTiling);
+  } catch (e) {
+    if (!(e instanceof OpArgumentError)) throw e;
+    // The op's message names conv2d; this one names the layer instead.
+    layerError(layer, e.message.replace(/^conv2d: /, ''));
   }
 }
 

@@ -167,6 +167,9 @@ function geometry(op: string, xShape: readonly number[], wShape: readonly number
   return { N, C, H, W, O, KH, KW, OH, OW, stride, padding, dilation };
 }
 
+/** conv2d's tiling rules, also run by nn.Conv2d when it is built with a tiling. */
+export { checkTiling as checkConvTiling };
+
 function checkTiling(t: ConvTiling): void {
   // Workgroup sides as WebGPU's default limits allow (256 invocations, 256 along x or y).
   for (const key of ['WG_X', 'WG_Y'] as const) {

@@ -65,6 +65,33 @@ describe('Conv2d', () => {
       'Conv2d "conv": bias must be true or false, got 1');
   });
 
+  it('validates a forced tiling at construction by conv2d\'s rules, naming the layer', () => {
+    const e = engine();
+    const cpu = { TM: 16, TN: 8, WG_X: 8, WG_Y: 1 };
+    // Each was accepted, and refused by conv2d only at the first forward.
+    refuses(() => new Conv2d(e, 1, 2, 3, rng(), { tiling: { ...cpu, WG_X: 0 }, name: 'stem' }),
+      'Conv2d "stem": tiling.WG_X must be an integer in 1..256, got 0');
+    refuses(() => new Conv2d(e, 1, 2, 3, rng(), { tiling: { ...cpu, WG_X: 64, WG_Y: 8 } }),
+      'Conv2d "conv": tiling.WG_X * tiling.WG_Y must be at most 256 invocations, got 64 x 8');
+    refuses(() => new Conv2d(e, 1, 2, 3, rng(), { tiling: { ...cpu, VEC: 4 } }),
+      'Conv2d "conv": tiling.VEC (4) applies to forward \'rows\' only, got forward "by default"');
+    refuses(() => new Conv2d(e, 1, 2, 3, rng(), { tiling: { ...cpu, TM: 17 } }),
+      'Conv2d "conv": tiling.TM must be an integer in 1..16, got 17');
+    refuses(() => new Conv2d(e, 1, 2, 3, rng(), { tiling: 'fast' as never }),
+      'Conv2d "conv": tiling must be a ConvTiling object { TM, TN, WG_X, WG_Y, ... }, ' +
+      'got "fast"');
+  });
+
+  it('a valid forced tiling builds and computes the convolution', async () => {
+    const e = engine();
+    const c = new Conv2d(e, 1, 1, 2, rng(), { tiling: { TM: 4, TN: 4, WG_X: 4, WG_Y: 2,
+      forward: 'generic' } });
+    c.weight.write(Float32Array.of(1, 2, 3, 4));
+    // [[0,1,2],[3,4,5],[6,7,8]] * [[1,2],[3,4]]: 0+2+9+16 = 27, 37, 57, 67.
+    const y = c.forward(e.tensor(Float32Array.from({ length: 9 }, (_, i) => i), [1, 1, 3, 3]));
+    expect(Array.from(await y.read())).toEqual([27, 37, 57, 67]);
+  });
+
   it('numbers and pairs within range still build and run', async () => {
     const e = engine();
     const c = new Conv2d(e, 1, 2, 3, rng(), { stride: [2, 1], padding: 1, dilation: 1,
