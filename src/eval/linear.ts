@@ -51,10 +51,22 @@ function positiveInt(name: string, v: number): number {
 
 /**
  * Standardizes both matrices with the train set's per-dimension mean and standard deviation
- * (float64 sums). A variance floor of 1e-5, as batch norm's epsilon, keeps dimensions that
- * are constant on the train set (image borders) from blowing up test values.
+ * (float64, two passes: for finite float32 features neither sum can overflow). A variance
+ * floor of 1e-5, as batch norm's epsilon, keeps dimensions that are constant on the train
+ * set (image borders) from blowing up test values. Standardized train values stay within
+ * sqrt(rows); a test value far outside the train set's spread can standardize past
+ * float32's range, and is refused (naming the row, column and statistics) rather than
+ * passed on as an infinity that would make the probe's predictions meaningless. `what`
+ * names the caller in errors.
  */
-export function standardize(train: Features, test: Features): [Features, Features] {
+export function standardize(train: Features, test: Features,
+  what = 'standardize'): [Features, Features] {
+  checkFeatures(what, 'train', train);
+  checkFeatures(what, 'test', test);
+  if (train.dim !== test.dim) {
+    throw new RangeError(`${what}: train features are ${train.dim}-d but test features are ` +
+      `${test.dim}-d`);
+  }
   const { rows, dim } = train;
   const mean = new Float64Array(dim);
   const sq = new Float64Array(dim);
@@ -66,15 +78,23 @@ export function standardize(train: Features, test: Features): [Features, Feature
     for (let j = 0; j < dim; j++) sq[j] += (train.data[r * dim + j] - mean[j]) ** 2;
   }
   const inv = sq.map((s) => 1 / Math.sqrt(s / rows + 1e-5));
-  const apply = (f: Features): Features => {
+  const apply = (f: Features, set: string): Features => {
     const data = new Float32Array(f.rows * dim);
     for (let i = 0; i < data.length; i++) {
       const j = i % dim;
       data[i] = (f.data[i] - mean[j]) * inv[j];
+      if (!Number.isFinite(data[i])) {
+        const short = (v: number) => String(Number(v.toPrecision(4)));
+        throw new RangeError(`${what}: ${set} row ${Math.floor(i / dim)}, column ${j} is ` +
+          `${short(f.data[i])}, which standardizes to ${short((f.data[i] - mean[j]) * inv[j])} ` +
+          `with the train set's mean ${short(mean[j])} and standard deviation ` +
+          `${short(1 / inv[j])} in that column: ` +
+          'past float32\'s range of +-3.4e38 (features far outside the train set\'s spread)');
+      }
     }
     return { data, rows: f.rows, dim };
   };
-  return [apply(train), apply(test)];
+  return [apply(train, 'train'), apply(test, 'test')];
 }
 
 /** Top-1 predictions of `model` over row blocks: one submission, one readback. */
@@ -112,7 +132,7 @@ export async function linearProbe(engine: Engine, trainX: Features, trainY: Arra
   const lr = opts.lr ?? 0.1;
   if (!Number.isFinite(lr) || lr <= 0) fail(`lr must be a number > 0, got ${lr}`);
   const seed = opts.seed ?? 0;
-  const [train, test] = standardize(trainX, testX);
+  const [train, test] = standardize(trainX, testX, 'linearProbe');
   const { rows: n, dim } = train;
 
   const rng = initRng(seed);

@@ -42,6 +42,47 @@ describe('standardize', () => {
     expect(b.data[0]).toBe(0);
     expect(b.data[1]).toBeCloseTo(1 / s1, 1);
   });
+
+  it('features of float32\'s largest magnitudes: moments in float64, no overflow', () => {
+    // Sums of 3e38 and squares of 6e38 would overflow float32; in float64 they do not.
+    const col = [1e20, 3e38, -3e38, 3e38].map(Math.fround);
+    const train: Features = { data: Float32Array.from(col), rows: 4, dim: 1 };
+    const test: Features = { data: Float32Array.of(Math.fround(-1e38)), rows: 1, dim: 1 };
+    const [a, b] = standardize(train, test);
+    const mean = col.reduce((s, v) => s + v, 0) / 4;
+    const std = Math.sqrt(col.reduce((s, v) => s + (v - mean) ** 2, 0) / 4 + 1e-5);
+    const z = (v: number) => Math.fround((v - mean) / std);
+    expect(Array.from(a.data)).toEqual(col.map(z));
+    // Mean 0.75e38, variance 6.1875e76: 3e38 standardizes to 2.25 / sqrt(6.1875) = 3/sqrt(11).
+    expect(a.data[1]).toBeCloseTo(3 / Math.sqrt(11), 6);
+    expect(Array.from(b.data)).toEqual([z(Math.fround(-1e38))]);
+  });
+
+  it('refuses a test value that standardizes past float32\'s range, naming it', async () => {
+    // Constant on the train set: only the variance floor divides, 1e37 / 0.00316 = 3.2e39.
+    const train: Features = { data: Float32Array.of(0, 2, 0, 2, 0, 2), rows: 3, dim: 2 };
+    const test: Features = { data: Float32Array.of(1, 1e37), rows: 1, dim: 2 };
+    const message = (what: string) => `${what}: test row 0, column 1 is 1e+37, which ` +
+      'standardizes to 3.162e+39 with the train set\'s mean 2 and standard deviation 0.003162 ' +
+      'in that column: past float32\'s range of +-3.4e38 (features far outside the train ' +
+      'set\'s spread)';
+    // Was a test row of [316.2, Infinity], sent to the GPU and classified all the same.
+    expect(() => standardize(train, test)).toThrow(message('standardize'));
+    const e = engine();
+    const before = e.gpu.counters.dispatches;
+    await expect(linearProbe(e, train, [0, 1, 0], test, [1], { classes: 2 })).rejects.toThrow(
+      message('linearProbe'));
+    expect(e.gpu.counters.dispatches).toBe(before);
+  });
+
+  it('checks its arguments when called on its own', () => {
+    const f: Features = { data: new Float32Array(6), rows: 3, dim: 2 };
+    const g: Features = { data: new Float32Array(3), rows: 1, dim: 3 };
+    expect(() => standardize(f, g)).toThrow(
+      'standardize: train features are 2-d but test features are 3-d');
+    expect(() => standardize(f, { ...g, rows: 2 })).toThrow(
+      'standardize: test has 3 values, expected rows x dim = 2x3');
+  });
 });
 
 describe('linearProbe', () => {
