@@ -33,7 +33,10 @@ function fail(message: string): never {
   throw new RangeError(`knn: ${message}`);
 }
 
-/** Rows scaled to unit L2 norm (computed in float64); a zero row stays zero. */
+/**
+ * Rows scaled to unit L2 norm (computed in float64, so no finite float32 row underflows
+ * or overflows); an all-zero row has no direction and stays zero.
+ */
 export function l2NormalizeRows(f: Features): Features {
   const { rows, dim } = f;
   const data = new Float32Array(rows * dim);
@@ -48,7 +51,16 @@ export function l2NormalizeRows(f: Features): Features {
 
 /**
  * The class each test row gets from its k most similar bank rows (cosine similarity),
- * each voting exp(sim / T) for its label; ties between classes go to the lower class.
+ * each voting exp(sim / T) for its label; ties between classes go to the lower class, and
+ * ties in similarity to the lower bank row.
+ *
+ * All-zero rows, which have no direction, have cosine similarity 0 with every row (as
+ * L2-normalising with a zero guard, scikit-learn's `normalize` or PyTorch's
+ * `F.normalize`, gives in the kNN evaluations of SwAV and its successors). So a zero bank
+ * row is as near as a row at right angles: it ranks below every row of positive
+ * similarity and above every row of negative similarity. A zero test row is equally near
+ * to the whole bank: its neighbours are the first k bank rows, and its class their
+ * weighted majority, a fixed guess that carries no information. Neither gives NaN.
  */
 export async function knnPredict(engine: Engine, bankX: Features, bankY: ArrayLike<number>,
   testX: Features, opts: KnnOptions = {}): Promise<Int32Array> {

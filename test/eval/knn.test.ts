@@ -96,6 +96,30 @@ describe('knn vote', () => {
   });
 });
 
+describe('knn and all-zero rows (no direction: cosine similarity 0 with every row)', () => {
+  it('a zero bank row ranks between positive and negative similarities; a zero test row ' +
+    'takes the first k bank rows', async () => {
+    const bank = feats([[0, 0], [-1, 0], [0, 1], [1, 0], [0, 0], [1, 0.2]]);
+    const bankY = [2, 1, 1, 0, 2, 0];
+    // Row 0 is zero: all six similarities are 0, so its neighbours are bank rows 0, 1 and
+    // 2 (ties go to the lower row), classes 2, 1, 1: class 1.
+    // Row 1, (-1, -0.1): bank row 1 at 0.995 (class 1), then the zero rows 0 and 4 at 0
+    // (class 2) ahead of rows 2, 3 and 5 at -0.1, -0.995 and -0.98: class 1 by far.
+    // Row 2, (0, -1): bank rows 0, 1 and 3 at 0 (classes 2, 1, 0), ahead of row 5 at -0.2
+    // and row 2 at -1: three equal votes, and the tie goes to the lower class, 0.
+    const test = feats([[0, 0], [-1, -0.1], [0, -1]]);
+    const e = engine();
+    const want = [1, 1, 0];
+    expect(cpuKnn(bank, bankY, test, 3, 0.07, 3)).toEqual(want);
+    for (const cut of [{}, { bankBlock: 2, chunk: 1 }, { bankBlock: 4, rowsPerRun: 1 }]) {
+      expect([...await knnPredict(e, bank, bankY, test, { k: 3, classes: 3, ...cut })])
+        .toEqual(want);
+    }
+    // Normalising keeps a zero row zero (no NaN from 0 / 0).
+    expect(l2NormalizeRows(feats([[0, 0], [3, 4]])).data).toEqual(Float32Array.of(0, 0, 0.6, 0.8));
+  });
+});
+
 describe('knn argument errors', () => {
   const bank = feats([[1, 0], [0, 1], [1, 1]]);
   it('names what is wrong', async () => {
