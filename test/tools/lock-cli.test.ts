@@ -3,15 +3,27 @@
 // folder and the pid; the lock goes on SIGTERM and Ctrl-C; one left by a killed process is
 // taken over by the next run, with a note.
 
-import { describe, it, expect } from 'vitest';
+import { afterAll, describe, it, expect } from 'vitest';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { writeSyntheticMnist } from '../reliability/synthetic.js';
 
 const root = resolve(import.meta.dirname, '../..');
 const work = mkdtempSync(join(tmpdir(), 'swavgpu-lock-cli-'));
+/** Every background training started, so that none outlives the file. */
+const started: Background[] = [];
+afterAll(async () => {
+  // A test that failed midway leaves its training running (400 epochs): stop it first, so
+  // that it neither outlives the tests nor writes into the folder as it is removed.
+  for (const run of started) {
+    if (run.exited()) continue;
+    run.child.kill('SIGKILL');
+    await run.exit;
+  }
+  rmSync(work, { recursive: true, force: true });
+});
 const data = writeSyntheticMnist(join(work, 'data'), 64);
 const TINY = ['--data', data, '--subset', '64', '--batch-size', '16', '--width', '2',
   '--checkpoint-every', '2', '--quiet'];
@@ -47,7 +59,9 @@ function background(args: string[]): Background {
     exited = true;
     done(code);
   }));
-  return { child, err: () => err, exit, exited: () => exited };
+  const run = { child, err: () => err, exit, exited: () => exited };
+  started.push(run);
+  return run;
 }
 
 /**
