@@ -76,11 +76,6 @@ function pairOf(v: number | readonly [number, number]): [number, number] {
   return typeof v === 'number' ? [v, v] : [v[0], v[1]];
 }
 
-function refOpts(o: MaxPool2dOptions): R.MaxPool2dOptions {
-  return { kernel: pairOf(o.kernel), stride: o.stride === undefined ? undefined : pairOf(o.stride),
-    padding: o.padding === undefined ? undefined : pairOf(o.padding) };
-}
-
 /** Small integers: ties in most windows, and every value exact. */
 function tiedInput(shape: number[], seed: number): R.RefTensor {
   const x = randomInput(shape, seed);
@@ -108,8 +103,9 @@ describe('maxPool2d', () => {
         const e = engine();
         await checkOp(e, {
           name: 'maxPool2d', inputs: [x], gpu: ([t]) => maxPool2d(t, o),
-          refForward: ([t]) => R.maxPool2d(t, refOpts(o)),
-          refBackward: (dy, [t]) => [R.maxPool2dBackward(dy, t, refOpts(o))],
+          // The reference takes the same options, numbers or pairs.
+          refForward: ([t]) => R.maxPool2d(t, o),
+          refBackward: (dy, [t]) => [R.maxPool2dBackward(dy, t, o)],
           // A max is exact. Each dx is a sum of the dy of the windows it won, in window
           // order: at most ceil(k / s)^2 terms (9 here), so the reduction tier.
           tol: TOL.exact, gradTol: TOL.f32Reduction(9, 4),
@@ -141,7 +137,7 @@ describe('maxPool2d', () => {
     const [dx] = grad(y, [x], { seed: e.tensor([10, 20, 30, 40], [1, 1, 2, 2]) });
     const [yv, dxv] = await e.run([], [y, dx!]);
     const rx = R.ref([1, 1, 4, 4], xv);
-    const opts = { kernel: [2, 2] as [number, number], stride: [2, 2] as [number, number] };
+    const opts = { kernel: 2, stride: 2 };
     expect(Array.from(yv)).toEqual(Array.from(R.maxPool2d(rx, opts).data));
     expect(Array.from(yv)).toEqual([NaN, NaN, NaN, 7]);
     expect(Array.from(dxv)).toEqual(Array.from(R.maxPool2dBackward(
@@ -159,7 +155,7 @@ describe('maxPool2d', () => {
     };
     const a = await once();
     expect(Buffer.from((await once()).buffer).equals(Buffer.from(a.buffer))).toBe(true);
-    expectClose(a, R.maxPool2dBackward(dy, x, { kernel: [3, 3], stride: [1, 1] }),
+    expectClose(a, R.maxPool2dBackward(dy, x, { kernel: 3, stride: 1 }),
       TOL.f32Reduction(9, 4), 'dx');
   });
 });

@@ -4,7 +4,7 @@
 // the GPU's scores, codes, loss and gradients are held to.
 
 import {
-  type Conv2dOptions, type MaxPool2dOptions, type RefTensor, addBackward, add as refAdd,
+  type Conv2dOptions, type MaxPool2dWindow, type RefTensor, addBackward, add as refAdd,
   batchNormBackward, batchNormTrain, conv2d, conv2dBackwardBias, conv2dBackwardInput,
   conv2dBackwardWeight, globalAvgPool, globalAvgPoolBackward, l2Normalize,
   l2NormalizeBackward, matmul, matmulBackward, maxPool2d, maxPool2dBackward, relu,
@@ -87,7 +87,7 @@ export class RefTape {
     });
   }
 
-  maxPool2d(x: Var, opts: MaxPool2dOptions): Var {
+  maxPool2d(x: Var, opts: MaxPool2dWindow): Var {
     this.kinkDistance = Math.min(this.kinkDistance, maxPoolGap(x.value, opts));
     return this.op(maxPool2d(x.value, opts),
       (dy) => accumulate(x, maxPool2dBackward(dy, x.value, opts)));
@@ -174,11 +174,13 @@ export class RefTape {
  * window (padding excluded). A tie of exact zeros (a window of ReLU-dead units) is no kink:
  * those stay 0 under a small step, so it does not count.
  */
-function maxPoolGap(x: RefTensor, opts: MaxPool2dOptions): number {
+function maxPoolGap(x: RefTensor, opts: MaxPool2dWindow): number {
   const [N, C, H, W] = x.shape;
-  const [kh, kw] = opts.kernel;
-  const [sh, sw] = opts.stride ?? opts.kernel;
-  const [ph, pw] = opts.padding ?? [0, 0];
+  const pair = (v: MaxPool2dWindow['kernel']): readonly [number, number] =>
+    (typeof v === 'number' ? [v, v] : v);
+  const [kh, kw] = pair(opts.kernel);
+  const [sh, sw] = pair(opts.stride ?? opts.kernel);
+  const [ph, pw] = pair(opts.padding ?? 0);
   const OH = Math.floor((H + 2 * ph - kh) / sh) + 1;
   const OW = Math.floor((W + 2 * pw - kw) / sw) + 1;
   let gap = Infinity;
@@ -313,7 +315,7 @@ export function refSwavStep(params: Map<string, RefTensor>, shape: RefSwavShape,
   const bn = (x: Var, name: string, withRelu: boolean) =>
     tape.batchNorm(x, p(`${name}.weight`), p(`${name}.bias`), { relu: withRelu });
   const backbone = (x: Var): Var => {
-    let h = bn(tape.conv2d(x, p('backbone.conv1.weight'), null, { padding: [1, 1] }),
+    let h = bn(tape.conv2d(x, p('backbone.conv1.weight'), null, { padding: 1 }),
       'backbone.bn1', true);
     let c = shape.width;
     shape.blocks.forEach((n, s) => {
@@ -321,13 +323,12 @@ export function refSwavStep(params: Map<string, RefTensor>, shape: RefSwavShape,
       for (let b = 0; b < n; b++) {
         const stride = b === 0 && s > 0 ? 2 : 1;
         const pre = `backbone.layer${s + 1}.${b}`;
-        const st: [number, number] = [stride, stride];
         const a = bn(tape.conv2d(h, p(`${pre}.conv1.weight`), null,
-          { stride: st, padding: [1, 1] }), `${pre}.bn1`, true);
-        const r = bn(tape.conv2d(a, p(`${pre}.conv2.weight`), null, { padding: [1, 1] }),
+          { stride, padding: 1 }), `${pre}.bn1`, true);
+        const r = bn(tape.conv2d(a, p(`${pre}.conv2.weight`), null, { padding: 1 }),
           `${pre}.bn2`, false);
         const short = stride !== 1 || c !== outC
-          ? bn(tape.conv2d(h, p(`${pre}.downsample.0.weight`), null, { stride: st }),
+          ? bn(tape.conv2d(h, p(`${pre}.downsample.0.weight`), null, { stride }),
             `${pre}.downsample.1`, false)
           : h;
         h = tape.relu(tape.add(r, short));

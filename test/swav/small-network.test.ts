@@ -41,10 +41,9 @@ const ITERS = 3;
  * pool: max 3x3, stride 2, padding 1 (7 -> 4); conv2: a 2x3 kernel, stride [1, 2], padding
  * [0, 1], with a bias (4x4 -> 3x2); then global average pooling.
  */
-const CONV1 = { padding: [1, 1] as [number, number] };
-const POOL = { kernel: [3, 3] as [number, number], stride: [2, 2] as [number, number],
-  padding: [1, 1] as [number, number] };
-const CONV2 = { stride: [1, 2] as [number, number], padding: [0, 1] as [number, number] };
+const CONV1 = { padding: 1 };
+const POOL = { kernel: 3, stride: 2, padding: 1 };
+const CONV2 = { stride: [1, 2], padding: [0, 1] } as const;
 
 const NAMES = ['x', 'conv1.weight', 'bn.weight', 'bn.bias', 'conv2.weight', 'conv2.bias',
   'linear.weight', 'linear.bias', 'prototypes'] as const;
