@@ -64,9 +64,11 @@ export const UNARY = {
 } as const;
 
 type BinaryName = keyof typeof BINARY;
-/** Binary ops that are gradients or masks: their outputs carry no gradient of their own. */
-const NOT_DIFFERENTIABLE: ReadonlySet<BinaryName> = new Set(['reluGrad', 'leakyReluGrad',
-  'sigmoidGrad', 'tanhGrad', 'geMask']);
+/**
+ * Masks: piecewise constant, so their outputs carry no gradient (zero almost everywhere).
+ * The activations' gradients (reluGrad, ...) are differentiable: second derivatives pass.
+ */
+const NOT_DIFFERENTIABLE: ReadonlySet<BinaryName> = new Set(['geMask']);
 type UnaryName = keyof typeof UNARY;
 
 function binaryOp(name: BinaryName, a: Tensor, b: Tensor, alpha = 0, beta = 0): Tensor {
@@ -143,7 +145,7 @@ export const maximum = (a: Tensor, b: Tensor) => binaryOp('maximum', a, b);
 export const minimum = (a: Tensor, b: Tensor) => binaryOp('minimum', a, b);
 /** relu(a + b) in one pass (a residual connection and its activation; broadcasts). */
 export const addRelu = (a: Tensor, b: Tensor) => binaryOp('addRelu', a, b);
-/** dy where x > 0, else 0: relu's gradient (no gradient of its own). */
+/** dy where x > 0, else 0: relu's gradient (differentiable in dy; zero in x). */
 export const reluGrad = (dy: Tensor, x: Tensor) => binaryOp('reluGrad', dy, x);
 /** alpha * a + beta * b (same shapes or broadcast). */
 export const axpby = (alpha: number, a: Tensor, beta: number, b: Tensor) =>
@@ -239,6 +241,27 @@ registerGrad('relu', ({ inputs: [x], grads: [g] }) => [reluGrad(g!, x)]);
 // d leaky(x) = dx [x > 0] + slope dx [x <= 0]
 registerGrad('leakyRelu', ({ inputs: [x], grads: [g], attrs }) =>
   [binaryOp('leakyReluGrad', g!, x, attrs.alpha as number)]);
+// Second derivatives: the activations' gradient ops, differentiated in turn (each summed
+// back to its input's shape, should a caller have broadcast them).
+// reluGrad(dy, x) = dy [x > 0]: linear in dy, piecewise constant in x (0 almost everywhere).
+registerGrad('reluGrad', ({ inputs: [dy, x], grads: [g], needs }) => [
+  needs[0] ? sumToShape(reluGrad(g!, x), dy.shape) : null,
+  needs[1] ? fillLike(x, 0) : null,
+]);
+registerGrad('leakyReluGrad', ({ inputs: [dy, x], grads: [g], attrs, needs }) => [
+  needs[0] ? sumToShape(binaryOp('leakyReluGrad', g!, x, attrs.alpha as number), dy.shape) : null,
+  needs[1] ? fillLike(x, 0) : null,
+]);
+// sigmoidGrad(dy, s) = dy s (1 - s): d/dy the same with g, d/ds = g dy (1 - 2 s).
+registerGrad('sigmoidGrad', ({ inputs: [dy, s], grads: [g], needs }) => [
+  needs[0] ? sumToShape(binaryOp('sigmoidGrad', g!, s), dy.shape) : null,
+  needs[1] ? sumToShape(mul(mul(g!, dy), addScalar(scale(s, -2), 1)), s.shape) : null,
+]);
+// tanhGrad(dy, t) = dy (1 - t^2): d/dy the same with g, d/dt = -2 g dy t.
+registerGrad('tanhGrad', ({ inputs: [dy, t], grads: [g], needs }) => [
+  needs[0] ? sumToShape(binaryOp('tanhGrad', g!, t), dy.shape) : null,
+  needs[1] ? sumToShape(mul(mul(g!, dy), scale(t, -2)), t.shape) : null,
+]);
 // d exp(x) = exp(x) dx
 registerGrad('exp', ({ outputs: [y], grads: [g] }) => [mul(g!, y)]);
 // d log(x) = dx / x
