@@ -152,15 +152,26 @@ export function sumToShape(g: Tensor, shape: Shape): Tensor {
 /** Broadcasts x to `shape` (a copy through the elementwise kernel). */
 export function broadcastTo(x: Tensor, shape: Shape): Tensor {
   checkTensor('broadcastTo', 'x', x);
+  if (!Array.isArray(shape) ||
+    shape.some((d) => typeof d !== 'number' || !Number.isInteger(d) || d < 0)) {
+    fail('broadcastTo', `shape must be an array of non-negative integers, got ` +
+      `${JSON.stringify(shape)} (x ${x.describe()})`);
+  }
   if (x.rank === shape.length && x.shape.every((d, i) => d === shape[i])) return x;
-  const n = shape.reduce((a, b) => a * b, 1);
-  const c = collapseDims('broadcastTo', shape, [broadcastStrides(x.shape, shape)]);
+  // As NumPy: x's axes align with the target's last ones; the target may add leading axes,
+  // never drop any (dropping one would drop data).
+  if (x.rank > shape.length) {
+    fail('broadcastTo', `${x.describe()} has ${x.rank} axes, more than the target ` +
+      `${shapeStr(shape)}: broadcasting adds leading axes, it never removes any`);
+  }
   for (let i = 0; i < shape.length; i++) {
     const d = x.shape[x.rank - shape.length + i] ?? 1;
     if (d !== 1 && d !== shape[i]) {
       fail('broadcastTo', `${x.describe()} does not broadcast to ${shapeStr(shape)}`);
     }
   }
+  const n = shape.reduce((a, b) => a * b, 1);
+  const c = collapseDims('broadcastTo', shape, [broadcastStrides(x.shape, shape)]);
   // The elementwise ops' tiling: runs of VPT outputs per thread on CPU drivers (a thread per
   // output, as this op once had everywhere, took 10x a same-sized relu on lavapipe).
   const { WG, VPT } = elementwiseTilingOf(x.engine);

@@ -424,6 +424,18 @@ describe('broadcastTo', () => {
     }
     expect(expected.data.length).toBeGreaterThan(65_535);
   });
+  it('refuses a target with fewer axes (it would drop data) or a bad shape', () => {
+    const e = engine();
+    const x = e.tensor([1, 2, 3, 4, 5, 6], [2, 3]);
+    // [2, 3] to [3] once returned the first row alone.
+    expect(() => red.broadcastTo(x, [3]))
+      .toThrow(/broadcastTo: leaf#\d+ \[2, 3\] has 2 axes, more than the target \[3\]/);
+    expect(() => red.broadcastTo(e.tensor([1, 2, 3], [1, 3, 1]), [3, 4]))
+      .toThrow(/has 3 axes, more than the target \[3, 4\]/);
+    expect(() => red.broadcastTo(x, [2, -3])).toThrow(/shape must be an array of non-negative/);
+    expect(() => red.broadcastTo(x, 3 as unknown as number[])).toThrow(/got 3 /);
+    expect(() => red.broadcastTo(x, [4, 3])).toThrow(/does not broadcast to \[4, 3\]/);
+  });
 });
 
 /** Terms each gradient element of a broadcast from `from` to `to` sums. */
