@@ -47,6 +47,7 @@ export function setGradHelpers(add: (a: Tensor, b: Tensor) => Tensor,
 export function grad(output: Tensor, wrt: Tensor[], opts: { seed?: Tensor;
   allowUnused?: boolean } = {}): (Tensor | null)[] {
   if (!addFn || !onesLikeFn) throw new Error('grad: ops are not loaded (import the engine index)');
+  checkGradArgs(output, wrt, opts);
   if (!opts.seed && output.size !== 1) {
     throw new OpArgumentError(`grad: output ${output.describe()} is not a scalar; pass a seed`);
   }
@@ -110,15 +111,63 @@ export function grad(output: Tensor, wrt: Tensor[], opts: { seed?: Tensor;
       grads.set(t, prev ? addFn!(prev, g) : g);
     });
   }
-  const result = wrt.map((t) => {
+  const result = wrt.map((t, i) => {
     const g = grads.get(t);
     if (g) return g;
     if (opts.allowUnused) return null;
-    throw new OpArgumentError(`grad: ${t.describe()} does not affect ${output.describe()} ` +
-      `(pass allowUnused to get null)`);
+    if (!t.requiresGrad) {
+      throw new OpArgumentError(`grad: wrt[${i}] ${t.describe()} does not require a gradient, ` +
+        `so none is traced through it (make it with engine.param(...) or ` +
+        `engine.tensor(data, shape, { requiresGrad: true }); allowUnused gives null)`);
+    }
+    throw new OpArgumentError(`grad: wrt[${i}] ${t.describe()} does not affect ` +
+      `${output.describe()} (pass allowUnused to get null)`);
   });
   discardDeadEnds(engine, before, result);
   return result;
+}
+
+/** grad's arguments, checked before anything is recorded (plain JavaScript callers too). */
+function checkGradArgs(output: unknown, wrt: unknown, opts: unknown): void {
+  const what = (v: unknown) => v === null ? 'null' : Array.isArray(v) ? 'an array' :
+    v instanceof Tensor ? v.describe() : typeof v;
+  if (!(output instanceof Tensor)) {
+    throw new OpArgumentError(`grad: output must be a Tensor, got ${what(output)}`);
+  }
+  if (!Array.isArray(wrt)) {
+    throw new OpArgumentError(`grad: wrt must be an array of tensors, got ${what(wrt)}`);
+  }
+  wrt.forEach((t, i) => {
+    if (!(t instanceof Tensor)) {
+      throw new OpArgumentError(`grad: wrt[${i}] must be a Tensor, got ${what(t)}`);
+    }
+    if (t.engine !== output.engine) {
+      throw new OpArgumentError(`grad: wrt[${i}] ${t.describe()} belongs to another engine ` +
+        `than output ${output.describe()}`);
+    }
+  });
+  if (opts === null || typeof opts !== 'object' || Array.isArray(opts)) {
+    throw new OpArgumentError(`grad: options must be an object { seed?, allowUnused? }, got ` +
+      what(opts));
+  }
+  const { seed, allowUnused, ...rest } = opts as { seed?: unknown; allowUnused?: unknown };
+  const unknown = Object.keys(rest);
+  if (unknown.length) {
+    throw new OpArgumentError(`grad: unknown option ${unknown.map((k) => `'${k}'`).join(', ')} ` +
+      `(it takes seed and allowUnused)`);
+  }
+  if (seed !== undefined) {
+    if (!(seed instanceof Tensor)) {
+      throw new OpArgumentError(`grad: seed must be a Tensor, got ${what(seed)}`);
+    }
+    if (seed.engine !== output.engine) {
+      throw new OpArgumentError(`grad: seed ${seed.describe()} belongs to another engine than ` +
+        `output ${output.describe()}`);
+    }
+  }
+  if (allowUnused !== undefined && typeof allowUnused !== 'boolean') {
+    throw new OpArgumentError(`grad: allowUnused must be a boolean, got ${what(allowUnused)}`);
+  }
 }
 
 /**

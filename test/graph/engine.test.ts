@@ -397,6 +397,50 @@ describe('autodiff', () => {
     expect(grad(sum(x), [z], { allowUnused: true })).toEqual([null]);
   });
 
+  it('a wrt tensor that does not require a gradient is named as such, not as unrelated', () => {
+    const e = engine();
+    const w = e.param([1, 2], [2], 'w');
+    const x = e.tensor([3, 4], [2], { name: 'x' });
+    // x does affect the loss; it is a constant because it was made without requiresGrad.
+    expect(() => grad(sum(ops.mul(x, w)), [w, x]))
+      .toThrow(/grad: wrt\[1\] x \[2\] does not require a gradient.*engine\.param/);
+    expect(grad(sum(ops.mul(x, w)), [w, x], { allowUnused: true })[1]).toBeNull();
+  });
+
+  it('bad arguments are OpArgumentErrors naming the argument, before anything is recorded',
+    async () => {
+      const e = engine();
+      const w = e.param([1, 2], [2], 'w');
+      const y = sum(ops.square(w));
+      const before = e.pendingNodes.length;
+      const call = (...args: unknown[]) => () =>
+        (grad as (...a: unknown[]) => unknown)(...args);
+      const cases: [() => unknown, RegExp][] = [
+        [call(undefined, [w]), /grad: output must be a Tensor, got undefined/],
+        [call(y, w), /grad: wrt must be an array of tensors, got w \[2\]/],
+        [call(y, [w, undefined]), /grad: wrt\[1\] must be a Tensor, got undefined/],
+        [call(y, [w], { seed: [1] }), /grad: seed must be a Tensor, got an array/],
+        [call(y, [w], { seeed: 1 }), /grad: unknown option 'seeed' \(it takes seed and/],
+        [call(y, [w], null), /grad: options must be an object/],
+        [call(y, [w], { allowUnused: 'yes' }), /allowUnused must be a boolean, got string/],
+      ];
+      for (const [f, re] of cases) {
+        expect(f).toThrow(OpArgumentError);
+        expect(f).toThrow(re);
+      }
+      const other = await createEngine();
+      try {
+        const seed = other.tensor([1], [1]);
+        expect(() => grad(y, [w], { seed })).toThrow(/seed leaf#\d+ \[1\] belongs to another/);
+        expect(() => grad(y, [other.param([1], [1], 'q')]))
+          .toThrow(/wrt\[0\] q \[1\] belongs to another engine/);
+      } finally {
+        await other.dispose();
+      }
+      expect(e.pendingNodes.length).toBe(before);
+      expect(Array.from(await grad(y, [w])[0]!.read())).toEqual([2, 4]);
+    });
+
   it('a seed of the right size but another shape is refused, naming both shapes', async () => {
     const e = engine();
     const a = e.param([1, 2, 3, 4], [4, 1], 'a');
