@@ -181,6 +181,11 @@ export class GpuContext {
       readback: this.stagingPool.stats };
   }
 
+  /** Throws DeviceLostError, naming `what`, once the device is lost or the engine disposed. */
+  checkNotLost(what: string): void {
+    if (this.lostMessage !== null) throw new DeviceLostError(`${what}: ${this.lostMessage}`);
+  }
+
   checkAlive(what: string): void {
     if (this.lostMessage !== null) {
       throw new DeviceLostError(`${what}: ${this.lostMessage}`);

@@ -167,6 +167,7 @@ export class Engine {
   }
 
   writeTensor(t: Tensor, data: ArrayLike<number>): void {
+    this.gpu.checkNotLost(`write to ${t.describe()}`);
     if (t.node || !t.buffer) {
       throw new OpArgumentError(`write: ${t.describe()} is not a leaf with a buffer ` +
         `(state ${t.state})`);
@@ -250,6 +251,8 @@ export class Engine {
 
   /** Records a node; used by every op. Checks that inputs are usable. */
   record(spec: RecordSpec): Tensor[] {
+    // A disposed engine (or a lost device) takes no more work: refused here, not at run.
+    this.gpu.checkNotLost(spec.op);
     for (const [i, t] of spec.inputs.entries()) {
       if (t.engine !== this) {
         throw new OpArgumentError(`${spec.op}: input ${i} (${t.describe()}) belongs to ` +

@@ -2,8 +2,8 @@
 // wrong, gradient accumulation and stop-gradient, and the engine's limits.
 
 import { describe, it, expect } from 'vitest';
-import { createEngine, grad, BindingError, ShaderError, OpArgumentError, NotSupportedError }
-  from '../../src/node.js';
+import { createEngine, grad, BindingError, ShaderError, OpArgumentError, NotSupportedError,
+  DeviceLostError } from '../../src/node.js';
 import * as ops from '../../src/ops/elementwise.js';
 import { sum, mean, max, reshape } from '../../src/ops/reduce.js';
 import { l2Normalize } from '../../src/ops/l2norm.js';
@@ -539,8 +539,16 @@ describe('disposal', () => {
   it('a disposed engine refuses work with a clear error', async () => {
     const e = await createEngine();
     const x = e.tensor([1], [1]);
+    const y = ops.neg(x);
     await e.dispose();
-    await expect(ops.neg(x).read()).rejects.toThrow(/disposed/);
+    // Recording, writing and running are each refused, naming what was asked.
+    expect(() => ops.neg(x)).toThrow(/^neg: the engine was disposed$/);
+    expect(() => x.write([2])).toThrow(/^write to leaf#\d+ \[1\]: the engine was disposed$/);
+    expect(() => e.tensor([1], [1])).toThrow(/disposed/);
+    await expect(y.read()).rejects.toThrow(/disposed/);
+    for (const f of [() => ops.neg(x), () => x.write([2])]) {
+      expect(f).toThrow(DeviceLostError);
+    }
   });
 });
 
