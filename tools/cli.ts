@@ -322,6 +322,11 @@ function evalArgs(v: Values, command: string, out: string): EvalArgs {
   };
   const r: EvalArgs = { bank: int('bank', 10000, 0), test: int('test', 10000, 0),
     probeEpochs: int('probe-epochs', 20, 1), k: int('k', 20, 1, 64) };
+  if (r.bank > 0 && r.k > r.bank) {
+    // main would otherwise train for minutes and fail at the kNN.
+    throw new ConfigError(`--k ${r.k} is more than the --bank ${r.bank} images the neighbours ` +
+      `are drawn from`);
+  }
   if (v.json !== undefined) {
     const dir = dirname(v.json);
     let ok = false;

@@ -76,6 +76,11 @@ export async function evaluateCheckpoint(engine: Engine, o: EvalOptions): Promis
       `${train.height}x${train.width} but the test images (t10k-images-idx3-ubyte) are ` +
       `${test.height}x${test.width}; both splits must have one size`);
   }
+  if (o.k > train.count) {
+    // Before minutes of feature extraction and probing: kNN would refuse it at the end.
+    throw new RangeError(`--k ${o.k}: more neighbours than the ${train.count} training images ` +
+      `of the bank (--bank ${bankN || 'all'} of ${o.dataDir})`);
+  }
 
   // The same architecture and seed, untrained: where training started from.
   const random = new SwavModel(engine, {

@@ -117,7 +117,8 @@ describe('train --resume', () => {
     const quoted = name.replace(/\./g, '\\.');
     expect(r.err).toMatch(new RegExp(`swavgpu: \\S*${CK4}: .*${quoted} has 3 values`));
     expect(r.err).not.toMatch(/\n\s+at /);
-    const e = cli(['eval', '--checkpoint', path, '--data', data, '--bank', '16', '--test', '16']);
+    const e = cli(['eval', '--checkpoint', path, '--data', data, '--bank', '16', '--test', '16',
+      '--k', '5']);
     expect(e.code).toBe(1);
     expect(e.err).toMatch(new RegExp(`${CK4}: tensor ${quoted} is 3 values`));
   });
@@ -138,15 +139,15 @@ describe('a checkpoint holding NaN behind valid checksums', () => {
       const dir = copyRun('nan-eval');
       await poison(join(dir, CK4));
       const r = cli(['eval', '--checkpoint', join(dir, CK4), '--data', data, '--bank', '16',
-        '--test', '16']);
+        '--k', '5', '--test', '16']);
       expect(r.code).toBe(1);
       expect(r.err).toMatch(new RegExp(`swavgpu: \\S*${CK4}: ${why}; a checkpoint must hold ` +
         'finite values'));
       expect(r.err).not.toMatch(/features of|learning rate/);
       // A folder: the older good one is used, and the NaN one named as passed over (this
       // synthetic set has no test split, which is where eval then stops).
-      const f = cli(['eval', '--checkpoint', dir, '--data', data, '--bank', '16', '--test',
-        '16']);
+      const f = cli(['eval', '--checkpoint', dir, '--data', data, '--bank', '16', '--k', '5',
+        '--test', '16']);
       expect(f.err).toMatch(new RegExp(`skipped \\S*${CK4} \\(${why}.*; using \\S*${CK2}`));
       expect(f.err).toMatch(/t10k-images-idx3-ubyte/);
     });
@@ -200,6 +201,7 @@ describe('options checked before any work', () => {
       [['--k', '2.5'], /--k: must be an integer in 1\.\.64, got 2\.5/],
       [['--probe-epochs', '0'], /--probe-epochs: must be an integer >= 1, got 0/],
       [['--bank=-1'], /--bank: must be an integer >= 0 \(0 for all\), got -1/],
+      [['--bank', '10'], /--k 20 is more than the --bank 10 images the neighbours are drawn/],
       [['--json', '/nonexistent/x.json'], /--json \/nonexistent\/x\.json: the folder/],
     ];
     for (const [args, message] of cases) {
@@ -232,6 +234,18 @@ describe('eval', () => {
     expect(r.code).toBe(1);
     expect(r.err).toMatch(new RegExp(`holds no complete checkpoint: skipped \\S*${CK4} ` +
       `\\(checksum mismatch.*skipped \\S*${CK2} \\(checksum mismatch`));
+  });
+
+  it('more neighbours than training images fails before extracting any feature', () => {
+    const dir = writeSyntheticMnist(join(work, 'few'), 16);
+    for (const kind of ['images-idx3', 'labels-idx1']) {
+      writeFileSync(join(dir, `t10k-${kind}-ubyte`),
+        readFileSync(join(dir, `train-${kind}-ubyte`)));
+    }
+    const r = cli(['eval', '--checkpoint', join(work, 'run'), '--data', dir, '--bank', '0']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/--k 20: more neighbours than the 16 training images of the bank/);
+    expect(r.err).not.toMatch(/features of/);
   });
 
   it('train and test images of different sizes fail before any work, naming both', () => {
