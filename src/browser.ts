@@ -39,7 +39,8 @@ export function bundledShaderLoader(extra: Record<string, string> = {}): ShaderL
     const s = bundledShaders[name];
     if (s === undefined) {
       throw new ShaderError(`shader ${name}.wgsl is not in the bundle (it has: ` +
-        `${Object.keys(bundledShaders).sort().join(', ')}); rebuild with npm run build:browser`);
+        `${Object.keys(bundledShaders).sort().join(', ')}; a shader of your own is passed by ` +
+        `name: createEngine({ shaders: { ${name}: source } }))`);
     }
     return s;
   };

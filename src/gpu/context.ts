@@ -433,6 +433,12 @@ export class Recorder {
       writable: boolean }[] = [];
     for (const b of entry.bindings) {
       if (b.members) {
+        if (spec.bindings[b.name] !== undefined) {
+          const members = b.members.map((m) => m.name).join(', ');
+          throw new BindingError(`${where}: binding '${b.name}' is the uniform struct the ` +
+            `engine fills from \`uniforms\` (members ${members}); pass its members there, ` +
+            `not a buffer`);
+        }
         uniformOffset = this.packUniforms(where, b.name, b.members, b.size, spec.uniforms ?? {});
         continue;
       }

@@ -27,7 +27,10 @@ export function nodeShaderLoader(dir = shaderDir(),
     let s = cache.get(name);
     if (s === undefined) {
       const path = join(dir, `${name}.wgsl`);
-      if (!existsSync(path)) throw new ShaderError(`no shader file ${path}`);
+      if (!existsSync(path)) {
+        throw new ShaderError(`no shader file ${path} (a shader of your own is passed by ` +
+          `name: createEngine({ shaders: { ${name}: source } }))`);
+      }
       s = readFileSync(path, 'utf8');
       cache.set(name, s);
     }

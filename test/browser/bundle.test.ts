@@ -35,6 +35,8 @@ describe('dist/browser/swavgpu.js', () => {
       expect(load(f.replace(/\.wgsl$/, '')), f).toBe(readFileSync(join(SHADER_DIR, f), 'utf8'));
     }
     expect(() => load('nonexistent')).toThrow(/nonexistent\.wgsl is not in the bundle \(it has: /);
+    expect(() => load('nonexistent'))
+      .toThrow(/passed by name: createEngine\(\{ shaders: \{ nonexistent: source \} \}\)/);
   });
 
   it('imports no Node module and has a source map', () => {

@@ -251,6 +251,39 @@ describe('errors name what is wrong', () => {
       .rejects.toThrow(/has no member 'bias' \(it has: n, scale\)/);
   });
 
+  it('a shader nobody gave is named, with how to give one', async () => {
+    const e = engine();
+    const x = e.tensor([1], [1]);
+    const [y] = e.record({ op: 'mine', inputs: [x], outputs: [[1]],
+      encode: (ctx) => ctx.dispatch({ shader: 'mine', bindings: {}, workgroups: 1 }) });
+    await expect(y.read()).rejects.toThrow(ShaderError);
+    const [z] = e.record({ op: 'mine', inputs: [x], outputs: [[1]],
+      encode: (ctx) => ctx.dispatch({ shader: 'mine', bindings: {}, workgroups: 1 }) });
+    await expect(z.read()).rejects.toThrow(
+      /no shader file \S*mine\.wgsl \(a shader of your own is passed by name: createEngine\(/);
+  });
+
+  it('a buffer given for the uniform struct is refused, not silently replaced', async () => {
+    const e = engine();
+    const x = e.tensor([1, 2], [2]);
+    const [y] = e.record({
+      op: 'probe', inputs: [x], outputs: [x.shape],
+      encode: (ctx) => ctx.dispatch({ shader: 'probe', workgroups: 1,
+        bindings: { src: ctx.input(0), dst: ctx.output(0), params: ctx.input(0) },
+        uniforms: { n: 2, scale: 3 } }),
+    });
+    await expect(y.read()).rejects.toThrow(BindingError);
+    await expect(probe(e, x, { uniforms: { n: 2, scale: 3 } }).read()).resolves
+      .toEqual(new Float32Array([3, 6]));
+    const [z] = e.record({
+      op: 'probe', inputs: [x], outputs: [x.shape],
+      encode: (ctx) => ctx.dispatch({ shader: 'probe', workgroups: 1,
+        bindings: { src: ctx.input(0), dst: ctx.output(0), params: ctx.input(0) } }),
+    });
+    await expect(z.read()).rejects.toThrow(new RegExp("binding 'params' is the uniform struct " +
+      'the engine fills from `uniforms` \\(members n, scale\\); pass its members there'));
+  });
+
   it('a binding range WebGPU would refuse at submission: offset, size, past the end',
     async () => {
       const e = engine();
