@@ -4,7 +4,7 @@
 import type { ImageDataset } from '../data/dataset.js';
 import { checkImageDataset } from '../data/dataset.js';
 import type { Engine } from '../graph/engine.js';
-import type { Tensor } from '../graph/tensor.js';
+import { Tensor } from '../graph/tensor.js';
 import { Module } from '../nn/module.js';
 import { concatRows } from '../ops/shape.js';
 
@@ -140,7 +140,11 @@ export async function extractFeatures(engine: Engine, model: FeatureModel, ds: I
         group.push({ start, rows, x });
       }
       const feats = engine.noGrad(() => group.map(({ x, rows }) => {
-        const y = forward(x);
+        const y: unknown = forward(x);
+        if (!(y instanceof Tensor)) {
+          fail(what, `the model returned ${y === null ? 'null' : typeof y}, not a Tensor of ` +
+            `features (a batch of ${rows} images)`);
+        }
         if (y.shape[0] !== rows) {
           fail(what, `the model returned ${y.describe()} for a batch of ${rows} images`);
         }

@@ -132,6 +132,9 @@ export async function linearProbe(engine: Engine, trainX: Features, trainY: Arra
   const lr = opts.lr ?? 0.1;
   if (!Number.isFinite(lr) || lr <= 0) fail(`lr must be a number > 0, got ${lr}`);
   const seed = opts.seed ?? 0;
+  if (!Number.isSafeInteger(seed)) {
+    fail(`seed must be an integer, got ${typeof seed === 'number' ? seed : JSON.stringify(seed)}`);
+  }
   const [train, test] = standardize(trainX, testX, 'linearProbe');
   const { rows: n, dim } = train;
 

@@ -100,6 +100,9 @@ describe('extractFeatures', () => {
       .rejects.toThrow('extractFeatures: images has 36 bytes');
     await expect(extractFeatures(e, (x) => sliceRows(x, 0, 1), ds, { mean: 0, std: 1 }))
       .rejects.toThrow('extractFeatures: the model returned');
+    const notTensor = (() => [1, 2]) as unknown as (x: Tensor) => Tensor;
+    await expect(extractFeatures(e, notTensor, ds, { mean: 0, std: 1 })).rejects.toThrow(
+      'extractFeatures: the model returned object, not a Tensor of features (a batch of 3');
   });
 });
 

@@ -122,6 +122,10 @@ describe('linearProbe', () => {
       'linearProbe: epochs must be a positive integer, got 0');
     await expect(linearProbe(e, f, [0, 1, 2], f, [0, 1, 2], { lr: -1 })).rejects.toThrow(
       'linearProbe: lr must be a number > 0, got -1');
+    for (const seed of [NaN, -1.5]) {
+      await expect(linearProbe(e, f, [0, 1, 2], f, [0, 1, 2], { seed })).rejects.toThrow(
+        `linearProbe: seed must be an integer, got ${seed}`);
+    }
     await expect(linearProbe(e, f, [0, 1, 3], f, [0, 1, 2], { classes: 3 })).rejects.toThrow(
       'linearProbe: trainY[2] = 3 is not a class in 0..2');
   });
