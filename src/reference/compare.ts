@@ -1,5 +1,6 @@
 // Elementwise comparison of a kernel's output against the reference, with named tolerances.
 
+import { checkNonNegative, checkTolerance, show } from './checks.js';
 import { size, unravelIndex } from './tensor.js';
 
 export interface Tolerance {
@@ -37,6 +38,15 @@ export interface CompareResult {
 
 const U32 = 2 ** -24;
 
+/** The term count of a TOL tier: a positive integer, or a loud error (NaN bounds pass all). */
+function termCount(tier: string, arg: string, n: unknown): number {
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) {
+    throw new Error(`TOL.${tier}: ${arg} must be a positive integer (the number of terms ` +
+      `summed), got ${show(n)}`);
+  }
+  return n;
+}
+
 /**
  * Named tolerance tiers for comparing a float32 kernel against this float64 reference, fed the
  * same float32-rounded inputs (see roundToF32). u = 2^-24 ~ 6e-8 is the float32 unit roundoff.
@@ -59,7 +69,8 @@ export const TOL = {
    * atol = 4 n u magnitude. The factor 4 is headroom for the tail of the error distribution.
    */
   f32Reduction(n: number, magnitude = 1): Tolerance {
-    const m = Math.max(n, 1);
+    const m = termCount('f32Reduction', 'n', n);
+    checkNonNegative('TOL.f32Reduction', 'magnitude', magnitude);
     return { atol: 4 * m * U32 * magnitude + 1e-7, rtol: 4 * Math.sqrt(m) * U32 + 2 * U32 };
   },
   /**
@@ -67,6 +78,8 @@ export const TOL = {
    * a_i b_i of typical size `magnitude`, plus one rounding per product (FMA may fuse it away).
    */
   f32Matmul(k: number, magnitude = 1): Tolerance {
+    termCount('f32Matmul', 'k', k);
+    checkNonNegative('TOL.f32Matmul', 'magnitude', magnitude);
     const t = TOL.f32Reduction(k, magnitude);
     return { atol: t.atol, rtol: t.rtol + U32 };
   },
@@ -90,14 +103,16 @@ function formatIndex(i: number, shape: readonly number[] | undefined): string {
 }
 
 /**
- * Compares `actual` to `expected`. Element i passes when |a - e| <= atol + rtol |e|. A NaN
+ * Compares `actual` to `expected`. Element i passes when |a - e| <= atol + rtol |e| holds;
+ * atol and rtol are both required, each a finite number >= 0. A NaN
  * equals nothing (not even NaN, since a NaN means a kernel bug we want to see); infinities pass
  * only against the same infinity.
  */
 export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>,
   opts: CompareOptions): CompareResult {
+  const name = opts?.name ?? 'output';
+  checkTolerance(`compare(${name})`, opts);
   const { atol, rtol, shape } = opts;
-  const name = opts.name ?? 'output';
   const n = expected.length;
   if (shape && size(shape) !== n) {
     throw new Error(`compare(${name}): shape [${shape.join(', ')}] holds ${size(shape)} ` +
@@ -123,20 +138,26 @@ export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>,
     const e = expected[i];
     let absErr: number;
     let excess: number;
+    let pass: boolean;
     if (Number.isFinite(a) && Number.isFinite(e)) {
       absErr = Math.abs(a - e);
-      excess = absErr - (atol + rtol * Math.abs(e));
+      const bound = atol + rtol * Math.abs(e);
+      // Passes only when the comparison holds, so a NaN anywhere fails the element.
+      pass = absErr <= bound;
+      excess = absErr - bound;
     } else if (a === e) {
       absErr = 0; // the same infinity
       excess = -Infinity;
+      pass = true;
     } else {
       absErr = Infinity;
       excess = Infinity;
+      pass = false;
     }
     const relErr = absErr === 0 ? 0 : absErr / Math.abs(e);
     if (absErr > maxAbsErr) maxAbsErr = absErr;
     if (relErr > maxRelErr) maxRelErr = relErr;
-    if (excess > 0) {
+    if (!pass) {
       badCount++;
       if (firstBadIndex < 0) firstBadIndex = i;
     }

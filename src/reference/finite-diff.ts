@@ -1,5 +1,6 @@
 // Central finite differences in float64, the judge of every analytic backward rule.
 
+import { checkTolerance } from './checks.js';
 import { type CompareResult, compare } from './compare.js';
 import { mulberry32 } from './random.js';
 import { type RefTensor, randn, zeros } from './tensor.js';
@@ -61,7 +62,9 @@ export interface GradCheckResult {
  */
 export function checkGrad(f: ScalarFn, xs: RefTensor[], analytic: (RefTensor | null)[],
   opts: GradCheckOptions): GradCheckResult {
-  const name = opts.name ?? 'gradient';
+  const name = opts?.name ?? 'gradient';
+  // Checked before any work: a NaN or missing tolerance would pass every gradient.
+  checkTolerance(`checkGrad(${name})`, opts);
   const h = opts.h ?? 1e-6;
   if (analytic.length !== xs.length) {
     throw new Error(`checkGrad(${name}): ${xs.length} inputs but ${analytic.length} gradients`);

@@ -77,7 +77,41 @@ describe('compare', () => {
   });
 });
 
+describe('compare refuses a tolerance that would pass everything', () => {
+  // With a NaN bound, "error > bound" is false for every element: a wildly wrong output passed.
+  it('refuses NaN, missing, infinite and negative atol or rtol, naming the one at fault', () => {
+    const wrong = [1, 2, 3];
+    const want = [100, -5, 7];
+    expect(() => compare(wrong, want, { atol: NaN, rtol: 0 }))
+      .toThrow('compare(output): atol must be a finite number >= 0, got NaN');
+    expect(() => compare(wrong, want, { rtol: 0.1 } as never))
+      .toThrow(/compare\(output\): atol must be a finite number >= 0, got undefined \(give both/);
+    expect(() => compare(wrong, want, { atol: 1e-6, rtol: undefined as never, name: 'sum' }))
+      .toThrow(/compare\(sum\): rtol must be a finite number >= 0, got undefined/);
+    expect(() => compare(wrong, want, { atol: 0, rtol: Infinity }))
+      .toThrow(/rtol must be a finite number >= 0, got Infinity/);
+    expect(() => compare(wrong, want, { atol: 0, rtol: '0.1' as never }))
+      .toThrow(/rtol must be a finite number >= 0, got "0.1"/);
+  });
+});
+
 describe('TOL tiers', () => {
+  it('refuse a term count that is not a positive integer, which made NaN bounds', () => {
+    // shape[3] of a 2-D shape: the mistake that passed every comparison.
+    const shape = [4, 8];
+    expect(() => TOL.f32Reduction(shape[3]))
+      .toThrow('TOL.f32Reduction: n must be a positive integer (the number of terms summed), ' +
+        'got undefined');
+    for (const n of [0, -5, 2.5, NaN]) {
+      expect(() => TOL.f32Reduction(n)).toThrow(`n must be a positive integer`);
+    }
+    expect(() => TOL.f32Matmul('27' as never)).toThrow(/TOL.f32Matmul: k must be .*got "27"/);
+    expect(() => TOL.f32Matmul(0)).toThrow(/TOL.f32Matmul: k must be a positive integer/);
+    expect(() => TOL.f32Reduction(4, NaN))
+      .toThrow('TOL.f32Reduction: magnitude must be a finite number >= 0, got NaN');
+    expect(() => TOL.f32Matmul(4, -1)).toThrow(/TOL.f32Matmul: magnitude must be/);
+  });
+
   it('grow with the reduction length and stay ordered', () => {
     const u = 2 ** -24;
     expect(TOL.f32Reduction(1).rtol).toBeCloseTo(6 * u, 20);

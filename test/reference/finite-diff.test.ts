@@ -53,6 +53,20 @@ describe('checkGrad', () => {
     expect(Array.from(x.data)).toEqual([1, 2, 3, 4]);
   });
 
+  it('refuses a missing or NaN tolerance instead of passing a gradient wrong by 50', () => {
+    const x = ref([2], [1, 2]);
+    const wrong = ref([2], [50, 60]);
+    const zero = () => 0;
+    expect(() => checkGrad(zero, [x], [wrong], {} as never))
+      .toThrow(/checkGrad\(gradient\): atol must be a finite number >= 0, got undefined/);
+    expect(() => checkGrad(zero, [x], [wrong], { atol: NaN, rtol: NaN, name: 'g' }))
+      .toThrow('checkGrad(g): atol must be a finite number >= 0, got NaN');
+    expect(() => checkGrad(zero, [x], [wrong], { atol: 0, rtol: -1, mode: 'directional' }))
+      .toThrow(/rtol must be a finite number >= 0, got -1/);
+    expect(() => checkGrad(zero, [x], [wrong], undefined as never))
+      .toThrow(/checkGrad\(gradient\): options must be an object holding atol and rtol/);
+  });
+
   it('skips inputs whose gradient is null and checks shapes', () => {
     const x = ref([2], [1, 2]);
     const y = ref([2], [3, 4]);
