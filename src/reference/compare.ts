@@ -13,13 +13,22 @@ export interface CompareOptions extends Tolerance {
   name?: string;
   /** When given, indices are also reported as n-d indices of this shape. */
   shape?: readonly number[];
+  /**
+   * NaN in actual matches NaN in expected at the same index (numpy's assert_allclose with
+   * equal_nan). Default false: a NaN is usually a kernel bug, so a test that means NaN to
+   * propagate (relu or max of NaN) says so.
+   */
+  equalNan?: boolean;
 }
 
 export interface CompareResult {
   ok: boolean;
   /** Largest |actual - expected|; Infinity when a NaN or infinity fails to match. */
   maxAbsErr: number;
-  /** Largest |actual - expected| / |expected|; Infinity where expected is 0 and actual is not. */
+  /**
+   * Largest |actual - expected| / |expected|; Infinity where expected is 0 and actual is not,
+   * and where a NaN or an infinity fails to match.
+   */
   maxRelErr: number;
   /** Flat index of the element furthest past its tolerance (closest to it when all pass). */
   worstIndex: number;
@@ -104,15 +113,18 @@ function formatIndex(i: number, shape: readonly number[] | undefined): string {
 
 /**
  * Compares `actual` to `expected`. Element i passes when |a - e| <= atol + rtol |e| holds;
- * atol and rtol are both required, each a finite number >= 0. A NaN
- * equals nothing (not even NaN, since a NaN means a kernel bug we want to see); infinities pass
- * only against the same infinity.
+ * atol and rtol are both required, each a finite number >= 0. A NaN equals nothing, not even
+ * NaN, unless `equalNan` is set; an infinity passes only against the same infinity.
  */
 export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>,
   opts: CompareOptions): CompareResult {
   const name = opts?.name ?? 'output';
   checkTolerance(`compare(${name})`, opts);
   const { atol, rtol, shape } = opts;
+  const equalNan = opts.equalNan ?? false;
+  if (typeof equalNan !== 'boolean') {
+    throw new Error(`compare(${name}): equalNan must be true or false, got ${show(equalNan)}`);
+  }
   const n = expected.length;
   if (shape && size(shape) !== n) {
     throw new Error(`compare(${name}): shape [${shape.join(', ')}] holds ${size(shape)} ` +
@@ -137,24 +149,29 @@ export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>,
     const a = actual[i];
     const e = expected[i];
     let absErr: number;
+    let relErr: number;
     let excess: number;
     let pass: boolean;
     if (Number.isFinite(a) && Number.isFinite(e)) {
       absErr = Math.abs(a - e);
+      relErr = absErr === 0 ? 0 : absErr / Math.abs(e);
       const bound = atol + rtol * Math.abs(e);
       // Passes only when the comparison holds, so a NaN anywhere fails the element.
       pass = absErr <= bound;
       excess = absErr - bound;
-    } else if (a === e) {
-      absErr = 0; // the same infinity
+    } else if (a === e || (equalNan && Number.isNaN(a) && Number.isNaN(e))) {
+      // The same infinity, or NaN against NaN when asked for.
+      absErr = 0;
+      relErr = 0;
       excess = -Infinity;
       pass = true;
     } else {
+      // Infinity / Infinity or NaN / anything would make the ratio NaN and hide it.
       absErr = Infinity;
+      relErr = Infinity;
       excess = Infinity;
       pass = false;
     }
-    const relErr = absErr === 0 ? 0 : absErr / Math.abs(e);
     if (absErr > maxAbsErr) maxAbsErr = absErr;
     if (relErr > maxRelErr) maxRelErr = relErr;
     if (!pass) {
@@ -170,7 +187,7 @@ export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>,
   const ok = badCount === 0;
   const actualAtWorst = worstIndex >= 0 ? actual[worstIndex] : NaN;
   const expectedAtWorst = worstIndex >= 0 ? expected[worstIndex] : NaN;
-  const tol = `|a - e| <= ${atol} + ${rtol} |e|`;
+  const tol = `|a - e| <= ${atol} + ${rtol} |e|${equalNan ? ' (NaN matching NaN)' : ''}`;
   const errs = `max abs err ${fmt(maxAbsErr)}, max rel err ${fmt(maxRelErr)}`;
   let message: string;
   if (ok) {

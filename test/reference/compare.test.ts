@@ -57,6 +57,39 @@ describe('compare', () => {
     expect(compare([5], [Infinity], { atol: 1e9, rtol: 1 }).ok).toBe(false);
   });
 
+  it('equalNan matches NaN with NaN only, and is off by default', () => {
+    // relu(NaN) is NaN on the GPU and in the reference: a match when the test means it.
+    const got = [NaN, 0, 2, Infinity, -Infinity];
+    const want = [NaN, 0, 2, Infinity, -Infinity];
+    const r = compare(got, want, { ...TOL.exact, equalNan: true, name: 'relu with NaN' });
+    expect(r.ok, r.message).toBe(true);
+    expect(r.badCount).toBe(0);
+    expect(r.maxAbsErr).toBe(0);
+    expect(r.maxRelErr).toBe(0);
+    expect(r.message).toBe('relu with NaN: all 5 elements within |a - e| <= 0 + 0 |e| ' +
+      '(NaN matching NaN); max abs err 0, max rel err 0');
+    const off = compare(got, want, TOL.exact);
+    expect(off.ok).toBe(false);
+    expect(off.badCount).toBe(1);
+    expect(off.firstBadIndex).toBe(0);
+    // NaN still matches no number, in either direction.
+    const mixed = compare([NaN, 1], [1, NaN], { ...TOL.gradient, equalNan: true });
+    expect(mixed.badCount).toBe(2);
+    expect(() => compare([1], [1], { ...TOL.exact, equalNan: 'yes' as never }))
+      .toThrow('compare(output): equalNan must be true or false, got "yes"');
+  });
+
+  it('a NaN or infinity that fails to match gives maxRelErr Infinity, as documented', () => {
+    // Infinity / Infinity and Infinity / NaN are NaN, which used to leave maxRelErr at 0.
+    const inf = compare([Infinity], [-Infinity], TOL.f32Elementwise);
+    expect(inf.maxAbsErr).toBe(Infinity);
+    expect(inf.maxRelErr).toBe(Infinity);
+    const nan = compare([0, 1], [NaN, 1], TOL.f32Elementwise);
+    expect(nan.maxRelErr).toBe(Infinity);
+    expect(nan.message).toContain('max abs err Infinity, max rel err Infinity');
+    expect(compare([NaN], [NaN], TOL.exact).maxRelErr).toBe(Infinity);
+  });
+
   it('fails on a length mismatch and rejects a shape of the wrong size', () => {
     const r = compare([1, 2], [1, 2, 3], TOL.exact);
     expect(r.ok).toBe(false);
