@@ -23,6 +23,53 @@ export function show(v: unknown): string {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
+/** What a non-number element is, for "data[3] is string "a", not a number". */
+function kindOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (typeof v === 'string') return `string ${JSON.stringify(v)}`;
+  if (typeof v === 'bigint') return `bigint ${v}n`;
+  return typeof v;
+}
+
+/** Refuses anything but an array of non-negative integers. */
+export function checkShape(what: string, shape: unknown, arg = 'shape'): void {
+  if (!Array.isArray(shape)) {
+    throw new Error(`${what}: ${arg} must be an array of non-negative integers, ` +
+      `got ${show(shape)}`);
+  }
+  for (const d of shape) {
+    if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) {
+      throw new Error(`${what}: ${arg} ${show(shape)} must hold non-negative integers`);
+    }
+  }
+}
+
+/**
+ * Refuses anything but numbers: an array (or array-like) whose every element is a number, or a
+ * typed array other than the BigInt ones. A string or an object would become NaN in a
+ * Float64Array, and a bigint throws deep inside arithmetic, so neither gets that far.
+ */
+export function checkNumbers(what: string, arg: string, data: unknown): void {
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+    throw new Error(`${what}: ${arg} is a ${data.constructor.name}; the reference takes ` +
+      'numbers (convert with Float64Array.from(data, Number))');
+  }
+  if (ArrayBuffer.isView(data) && !(data instanceof DataView)) return;
+  const length = data !== null && typeof data === 'object'
+    ? (data as { length?: unknown }).length : undefined;
+  if (typeof length !== 'number' || !Number.isInteger(length) || length < 0 ||
+    data instanceof DataView) {
+    throw new Error(`${what}: ${arg} must be an array or typed array of numbers, ` +
+      `got ${show(data)}`);
+  }
+  const items = data as ArrayLike<unknown>;
+  for (let i = 0; i < length; i++) {
+    if (typeof items[i] !== 'number') {
+      throw new Error(`${what}: ${arg}[${i}] is ${kindOf(items[i])}, not a number`);
+    }
+  }
+}
+
 /** A finite number >= 0 (a tolerance, a magnitude), or an error naming it. */
 export function checkNonNegative(what: string, arg: string, v: unknown, hint = ''): number {
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {

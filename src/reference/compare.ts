@@ -1,6 +1,6 @@
 // Elementwise comparison of a kernel's output against the reference, with named tolerances.
 
-import { checkNonNegative, checkTolerance, show } from './checks.js';
+import { checkNonNegative, checkNumbers, checkShape, checkTolerance, show } from './checks.js';
 import { size, unravelIndex } from './tensor.js';
 
 export interface Tolerance {
@@ -48,9 +48,9 @@ export interface CompareResult {
 const U32 = 2 ** -24;
 
 /** The term count of a TOL tier: a positive integer, or a loud error (NaN bounds pass all). */
-function termCount(tier: string, arg: string, n: unknown): number {
+function termCount(tierName: string, arg: string, n: unknown): number {
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) {
-    throw new Error(`TOL.${tier}: ${arg} must be a positive integer (the number of terms ` +
+    throw new Error(`TOL.${tierName}: ${arg} must be a positive integer (the number of terms ` +
       `summed), got ${show(n)}`);
   }
   return n;
@@ -59,16 +59,17 @@ function termCount(tier: string, arg: string, n: unknown): number {
 /**
  * Named tolerance tiers for comparing a float32 kernel against this float64 reference, fed the
  * same float32-rounded inputs (see roundToF32). u = 2^-24 ~ 6e-8 is the float32 unit roundoff.
+ * Frozen, tiers included: one test assigning TOL.exact.atol would loosen every later one.
  */
-export const TOL = {
+export const TOL = Object.freeze({
   /** Bit-exact: copies, layout changes, max, argmax, relu masks. */
-  exact: { atol: 0, rtol: 0 } as Tolerance,
+  exact: Object.freeze<Tolerance>({ atol: 0, rtol: 0 }),
   /**
    * One float32 op per element. + - * are correctly rounded (u), but WGSL allows / and sqrt
    * 2.5 ulp, exp 3 + 2|x| ulp, and log only an absolute 2^-21 ~ 5e-7 near 1: so ~170 u
    * relative, and an absolute floor for log's absolute bound and for outputs near zero.
    */
-  f32Elementwise: { atol: 1e-6, rtol: 1e-5 } as Tolerance,
+  f32Elementwise: Object.freeze<Tolerance>({ atol: 1e-6, rtol: 1e-5 }),
   /**
    * A sum of n float32 terms of typical size `magnitude`. Each addition rounds by u times the
    * running partial sum; with rounding errors that behave like independent random signs
@@ -98,8 +99,8 @@ export const TOL = {
    * so cancellation amplifies the relative error of the result well past the forward's.
    * 1e-3 relative (~16000 u) and 1e-4 absolute, the usual looser tier for gradients.
    */
-  gradient: { atol: 1e-4, rtol: 1e-3 } as Tolerance,
-};
+  gradient: Object.freeze<Tolerance>({ atol: 1e-4, rtol: 1e-3 }),
+});
 
 /** Shortest round-trip form, so the printed value is exactly the one compared. */
 function fmt(v: number): string {
@@ -119,15 +120,19 @@ function formatIndex(i: number, shape: readonly number[] | undefined): string {
 export function compare(actual: ArrayLike<number>, expected: ArrayLike<number>,
   opts: CompareOptions): CompareResult {
   const name = opts?.name ?? 'output';
-  checkTolerance(`compare(${name})`, opts);
+  const what = `compare(${name})`;
+  checkTolerance(what, opts);
+  checkNumbers(what, 'actual', actual);
+  checkNumbers(what, 'expected', expected);
   const { atol, rtol, shape } = opts;
+  if (shape !== undefined) checkShape(what, shape);
   const equalNan = opts.equalNan ?? false;
   if (typeof equalNan !== 'boolean') {
-    throw new Error(`compare(${name}): equalNan must be true or false, got ${show(equalNan)}`);
+    throw new Error(`${what}: equalNan must be true or false, got ${show(equalNan)}`);
   }
   const n = expected.length;
   if (shape && size(shape) !== n) {
-    throw new Error(`compare(${name}): shape [${shape.join(', ')}] holds ${size(shape)} ` +
+    throw new Error(`${what}: shape [${shape.join(', ')}] holds ${size(shape)} ` +
       `elements but expected has ${n}`);
   }
   if (actual.length !== n) {

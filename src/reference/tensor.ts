@@ -1,5 +1,7 @@
 // Float64 row-major tensors for the CPU reference, plus the shape helpers every kernel uses.
 
+import { checkShape } from './checks.js';
+
 /** A dense float64 tensor in row-major (C) order. A scalar has shape [] and one element. */
 export interface RefTensor {
   shape: number[];
@@ -44,20 +46,12 @@ export function ravelIndex(index: readonly number[], shape: readonly number[]): 
   return i;
 }
 
-function checkShape(shape: readonly number[], what: string): void {
-  for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) {
-      throw new Error(`${what}: shape [${shape.join(', ')}] must hold non-negative integers`);
-    }
-  }
-}
-
 /** Makes a tensor from a Float64Array (used as is, not copied), a number array or a function. */
 export function ref(
   shape: readonly number[],
   init: Float64Array | ArrayLike<number> | TensorInit,
 ): RefTensor {
-  checkShape(shape, 'ref');
+  checkShape('ref', shape);
   const n = size(shape);
   let data: Float64Array;
   if (typeof init === 'function') {
@@ -75,7 +69,7 @@ export function ref(
 }
 
 export function zeros(shape: readonly number[]): RefTensor {
-  checkShape(shape, 'zeros');
+  checkShape('zeros', shape);
   return { shape: [...shape], data: new Float64Array(size(shape)) };
 }
 

@@ -128,6 +128,62 @@ describe('compare refuses a tolerance that would pass everything', () => {
   });
 });
 
+describe('compare input checks', () => {
+  const tol = TOL.f32Elementwise;
+
+  it('refuses a shape with negative or fractional sizes, even when the product matches', () => {
+    expect(() => compare([1, 2], [1, 2], { ...tol, shape: [-1, -2] }))
+      .toThrow('compare(output): shape [-1, -2] must hold non-negative integers');
+    expect(() => compare([1, 2], [1, 2], { ...tol, shape: [0.5, 4], name: 'y' }))
+      .toThrow('compare(y): shape [0.5, 4] must hold non-negative integers');
+    expect(() => compare([1, 2], [1, 2], { ...tol, shape: 2 as never }))
+      .toThrow('compare(output): shape must be an array of non-negative integers, got 2');
+  });
+
+  it('refuses a negative atol, which failed identical values', () => {
+    expect(() => compare([1], [1], { atol: -1, rtol: 0 }))
+      .toThrow('compare(output): atol must be a finite number >= 0, got -1');
+  });
+
+  it('refuses inputs that are not numbers instead of reporting "actual 1, expected 1"', () => {
+    expect(() => compare(new BigInt64Array([1n]) as never, [1], TOL.exact))
+      .toThrow('compare(output): actual is a BigInt64Array; the reference takes numbers');
+    expect(() => compare([1, 2], new BigUint64Array([1n, 2n]) as never, TOL.exact))
+      .toThrow(/expected is a BigUint64Array/);
+    expect(() => compare(['1', 'x'] as never, [1, 2], tol))
+      .toThrow('compare(output): actual[0] is string "1", not a number');
+    expect(() => compare([1, 2], [1, 2n] as never, tol))
+      .toThrow('compare(output): expected[1] is bigint 2n, not a number');
+    expect(() => compare('12' as never, [1, 2], tol))
+      .toThrow('compare(output): actual must be an array or typed array of numbers, got "12"');
+    // Typed arrays of any number type are fine.
+    expect(compare(new Int32Array([1, 2]), new Float32Array([1, 2]), TOL.exact).ok).toBe(true);
+  });
+
+  it('names null inputs and missing options instead of raw TypeErrors', () => {
+    expect(() => compare([1], null as never, tol))
+      .toThrow('compare(output): expected must be an array or typed array of numbers, got null');
+    expect(() => compare(undefined as never, [1], { ...tol, name: 'dx' }))
+      .toThrow(/compare\(dx\): actual must be .* got undefined/);
+    expect(() => compare([1], [1], undefined as never))
+      .toThrow('compare(output): options must be an object holding atol and rtol, got undefined');
+  });
+
+  it('TOL and its tiers are frozen, so no test can loosen them for the next', () => {
+    expect(Object.isFrozen(TOL)).toBe(true);
+    expect(() => {
+      (TOL.exact as { atol: number }).atol = 5;
+    }).toThrow(TypeError);
+    expect(() => {
+      (TOL as { f32Reduction: unknown }).f32Reduction = () => TOL.gradient;
+    }).toThrow(TypeError);
+    expect(TOL.exact).toEqual({ atol: 0, rtol: 0 });
+    expect(TOL.f32Elementwise).toEqual({ atol: 1e-6, rtol: 1e-5 });
+    expect(TOL.gradient).toEqual({ atol: 1e-4, rtol: 1e-3 });
+    expect(compare([1 + 2 ** -52], [1], TOL.exact).ok).toBe(false);
+  });
+});
+
 describe('TOL tiers', () => {
   it('refuse a term count that is not a positive integer, which made NaN bounds', () => {
     // shape[3] of a 2-D shape: the mistake that passed every comparison.

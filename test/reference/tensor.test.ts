@@ -13,6 +13,12 @@ describe('tensor construction', () => {
     expect(Array.from(t.data)).toEqual([0, 1.01, 2.02, 10.03, 11.04, 12.05]);
   });
 
+  it('ref and zeros name a shape that is not an array of non-negative integers', () => {
+    expect(() => ref([2, -1], [])).toThrow('ref: shape [2, -1] must hold non-negative integers');
+    expect(() => zeros(3 as never))
+      .toThrow('zeros: shape must be an array of non-negative integers, got 3');
+  });
+
   it('ref rejects a data length that does not match the shape', () => {
     expect(() => ref([2, 2], [1, 2, 3])).toThrow(/\[2, 2\] holds 4 elements but 3/);
   });
