@@ -76,3 +76,86 @@ describe('checkGrad', () => {
     expect(() => checkGrad(f, [x, y], [ref([1], [0]), null], FD)).toThrow(/gradient 0 has shape/);
   });
 });
+
+describe('checkGrad and numericGrad refuse what would check nothing or mislead', () => {
+  const x = () => ref([3], [0.5, -1.25, 2]);
+  const y = () => ref([3], [3, 0.1, -2]);
+
+  it('zero directions, all-null gradients and empty inputs are refused, not passed', () => {
+    const [a, b] = [x(), y()];
+    const g = grads(a, b);
+    expect(() => checkGrad(f, [a, b], g, { ...FD, mode: 'directional', directions: 0 }))
+      .toThrow('checkGrad(gradient): directions must be an integer >= 1 (zero directions ' +
+        'check nothing), got 0');
+    expect(() => checkGrad(f, [a, b], g, { ...FD, mode: 'directional', directions: 1.5 }))
+      .toThrow(/directions must be an integer >= 1/);
+    for (const mode of ['full', 'directional'] as const) {
+      expect(() => checkGrad(f, [a, b], [null, null], { ...FD, mode, name: 'toy' }))
+        .toThrow('checkGrad(toy): nothing to check: every one of the 2 gradients is null');
+    }
+    const empty = ref([0, 3], []);
+    expect(() => checkGrad(() => 0, [empty], [ref([0, 3], [])], FD))
+      .toThrow('checkGrad(gradient): nothing to check: every input with a gradient is empty');
+  });
+
+  it('an unknown mode is refused, not run as directional', () => {
+    expect(() => checkGrad(f, [x(), y()], grads(x(), y()), { ...FD, mode: 'Directional' as never }))
+      .toThrow(`checkGrad(gradient): mode must be 'full' or 'directional', got "Directional"`);
+  });
+
+  it('restores the inputs bit for bit when f throws, in both modes and in numericGrad', () => {
+    for (const mode of ['full', 'directional'] as const) {
+      const a = ref([3], [0.1, -0, 3]);
+      const b = y();
+      let calls = 0;
+      // Throws on the second call, while a is shifted by -h (full) or along -v (directional).
+      const boom = (xs: RefTensor[]) => {
+        if (++calls === 2) throw new Error('boom');
+        return f(xs);
+      };
+      expect(() => checkGrad(boom, [a, b], grads(a, b), { ...FD, mode })).toThrow('boom');
+      expect(calls).toBe(2);
+      expect(Object.is(a.data[0], 0.1) && Object.is(a.data[1], -0) && a.data[2] === 3,
+        `${mode}: ${Array.from(a.data)}`).toBe(true);
+      expect(Array.from(b.data)).toEqual([3, 0.1, -2]);
+    }
+    const a = ref([2], [0.25, 7]);
+    let calls = 0;
+    expect(() => numericGrad(() => {
+      if (++calls === 3) throw new Error('boom');
+      return 0;
+    }, [a], 0)).toThrow('boom');
+    expect(Array.from(a.data)).toEqual([0.25, 7]);
+  });
+
+  it('refuses float32 and plain-array inputs, whose step is lost or cannot be restored', () => {
+    const a = x();
+    const b = y();
+    const g = grads(a, b);
+    const a32 = { shape: [3], data: Float32Array.from(a.data) } as unknown as RefTensor;
+    const plain = { shape: [3], data: Array.from(a.data) } as unknown as RefTensor;
+    expect(() => checkGrad(f, [a32, b], g, FD))
+      .toThrow('checkGrad(gradient): input 0 holds a Float32Array; finite differences need a ' +
+        'Float64Array (a step of 1e-6 is lost to float32 rounding');
+    expect(() => checkGrad(f, [plain, b], g, { ...FD, mode: 'directional' }))
+      .toThrow(/checkGrad\(gradient\): input 0 holds a plain array; .*Float64Array/);
+    expect(() => numericGrad(f, [a32, b], 0)).toThrow(/numericGrad: input 0 holds a Float32Array/);
+    // An input skipped by a null gradient is never perturbed, so any data will do there.
+    const idx = { shape: [3], data: Int32Array.from([0, 1, 2]) } as unknown as RefTensor;
+    const r = checkGrad(([v]) => v.data[0] ** 2, [a, idx], [ref([3], [1, 0, 0]), null], FD);
+    expect(r.ok, r.message).toBe(true);
+  });
+
+  it('numericGrad names an index out of range; both refuse a bad step and a non-number f', () => {
+    expect(() => numericGrad(f, [x(), y()], 2))
+      .toThrow('numericGrad: index must be an integer in 0..1 (one of the 2 inputs), got 2');
+    expect(() => numericGrad(f, [x(), y()], -1)).toThrow(/index must be an integer in 0..1/);
+    expect(() => numericGrad(f, [x(), y()], 0, 0))
+      .toThrow('numericGrad: h must be a finite number > 0, got 0');
+    expect(() => checkGrad(f, [x(), y()], grads(x(), y()), { ...FD, h: -1e-6 }))
+      .toThrow('checkGrad(gradient): h must be a finite number > 0, got -0.000001');
+    const arrayF = (() => [1]) as unknown as (xs: RefTensor[]) => number;
+    expect(() => checkGrad(arrayF, [x(), y()], grads(x(), y()), FD))
+      .toThrow('checkGrad(gradient): f returned [1], not a number');
+  });
+});
