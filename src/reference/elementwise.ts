@@ -113,11 +113,14 @@ export function minimumBackward(dy: RefTensor, a: RefTensor, b: RefTensor): Bina
   return winnerBackward(dy, a, b, (x, y) => x <= y);
 }
 
-/** A unary op as its value and its derivative, both at the input x. */
-interface UnaryRule {
-  f: (x: number) => number;
-  df: (x: number) => number;
-}
+/**
+ * A unary op as its value at the input x and either its derivative there (dx = dy f'(x)) or,
+ * for a gate, where dy passes (dx = dy where pass(x), else 0): selected, not multiplied by 0,
+ * so an infinite or NaN dy leaves 0 where the gate is shut, as the engine's select does.
+ */
+type UnaryRule =
+  | { f: (x: number) => number; df: (x: number) => number }
+  | { f: (x: number) => number; pass: (x: number) => boolean };
 
 function sigmoidOf(x: number): number {
   // Two branches so exp never sees a large positive argument (no Infinity / Infinity).
@@ -133,8 +136,8 @@ function sigmoidOf(x: number): number {
 const UNARY = {
   // d(-x) = -1
   neg: { f: (x) => -x, df: () => -1 },
-  // d relu(x) = [x > 0]; relu(NaN) = NaN, as PyTorch's (its gradient there is 0)
-  relu: { f: (x) => (x > 0 || Number.isNaN(x) ? x : 0), df: (x) => (x > 0 ? 1 : 0) },
+  // d relu(x) = [x > 0], a gate; relu(NaN) = NaN, as PyTorch's (its gradient there is 0)
+  relu: { f: (x) => (x > 0 || Number.isNaN(x) ? x : 0), pass: (x) => x > 0 },
   // d exp(x) = exp(x)
   exp: { f: Math.exp, df: Math.exp },
   // d log(x) = 1/x
@@ -151,8 +154,8 @@ const UNARY = {
   abs: { f: Math.abs, df: (x) => Math.sign(x) },
   // d (1/x) = -1/x^2
   reciprocal: { f: (x) => 1 / x, df: (x) => -1 / (x * x) },
-  // d sign(x) = 0 (away from 0, where it jumps)
-  sign: { f: Math.sign, df: () => 0 },
+  // d sign(x) = 0 (away from 0, where it jumps): a gate that never opens, as the engine's fill
+  sign: { f: Math.sign, pass: () => false },
   // d x = 1
   copy: { f: (x) => x, df: () => 1 },
 } satisfies Record<string, UnaryRule>;
@@ -166,11 +169,12 @@ function mapUnary(x: RefTensor, f: (v: number) => number): RefTensor {
   return out;
 }
 
-function backwardUnary(dy: RefTensor, x: RefTensor, df: (v: number) => number, op: string)
-  : RefTensor {
+/** dx[i] from dy[i] and x[i], checked for matching shapes. */
+function backwardUnary(dy: RefTensor, x: RefTensor, dx: (d: number, v: number) => number,
+  op: string): RefTensor {
   assertSameShape(`${op}Backward`, dy.shape, x.shape, 'dy and x shapes');
   const out = zeros(x.shape);
-  for (let i = 0; i < x.data.length; i++) out.data[i] = dy.data[i] * df(x.data[i]);
+  for (let i = 0; i < x.data.length; i++) out.data[i] = dx(dy.data[i], x.data[i]);
   return out;
 }
 
@@ -179,9 +183,13 @@ export function unary(op: UnaryOpName, x: RefTensor): RefTensor {
   return mapUnary(x, UNARY[op].f);
 }
 
-/** Backward of the named unary op: dx = dy * f'(x). */
+/** Backward of the named unary op: dx = dy * f'(x), or dy selected by a gate (relu, sign). */
 export function unaryBackward(op: UnaryOpName, dy: RefTensor, x: RefTensor): RefTensor {
-  return backwardUnary(dy, x, UNARY[op].df, op);
+  const rule: UnaryRule = UNARY[op];
+  const dx = 'pass' in rule
+    ? (d: number, v: number) => (rule.pass(v) ? d : 0)
+    : (d: number, v: number) => d * rule.df(v);
+  return backwardUnary(dy, x, dx, op);
 }
 
 export const neg = (x: RefTensor): RefTensor => unary('neg', x);
@@ -241,5 +249,5 @@ export function leakyRelu(x: RefTensor, slope: number): RefTensor {
 
 // d leakyRelu(x) = 1 for x > 0, slope for x <= 0 (so slope at the kink, as PyTorch)
 export function leakyReluBackward(dy: RefTensor, x: RefTensor, slope: number): RefTensor {
-  return backwardUnary(dy, x, (v) => (v > 0 ? 1 : slope), 'leakyRelu');
+  return backwardUnary(dy, x, (d, v) => d * (v > 0 ? 1 : slope), 'leakyRelu');
 }

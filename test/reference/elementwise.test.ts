@@ -166,6 +166,16 @@ describe('unary ops', () => {
     }
   });
 
+  it('relu and sign gradients select dy, so an infinite or NaN dy gives 0 where shut', () => {
+    // As the engine's reluGrad (select(0, dy, x > 0)) and sign's fill with 0; dy * 0 was NaN.
+    const dy = ref([4], [Infinity, NaN, -Infinity, 5]);
+    const x = ref([4], [-1, 0, 2, NaN]);
+    expect(Array.from(reluBackward(dy, x).data)).toEqual([0, 0, -Infinity, 0]);
+    expect(Array.from(unaryBackward('sign', dy, x).data)).toEqual([0, 0, 0, 0]);
+    // A multiplying rule keeps IEEE arithmetic: abs'(0) = 0 times an infinite dy is NaN.
+    expect(Array.from(absBackward(ref([1], [Infinity]), ref([1], [0])).data)).toEqual([NaN]);
+  });
+
   it('backward rejects a dy of another shape', () => {
     const x: RefTensor = ref([2], [1, 2]);
     expect(() => reluBackward(ref([3], [1, 2, 3]), x)).toThrow(/reluBackward.*\[3\].*\[2\]/);
