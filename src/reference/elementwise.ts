@@ -201,6 +201,10 @@ export const square = (x: RefTensor): RefTensor => unary('square', x);
 export const sigmoid = (x: RefTensor): RefTensor => unary('sigmoid', x);
 export const tanh = (x: RefTensor): RefTensor => unary('tanh', x);
 export const abs = (x: RefTensor): RefTensor => unary('abs', x);
+/** 1 / x: +-Infinity at +-0, as IEEE division. */
+export const reciprocal = (x: RefTensor): RefTensor => unary('reciprocal', x);
+/** -1, 0 or 1 by the sign of x; -0 stays -0 and NaN stays NaN (as the engine's shader). */
+export const sign = (x: RefTensor): RefTensor => unary('sign', x);
 
 type UnaryBackward = (dy: RefTensor, x: RefTensor) => RefTensor;
 export const negBackward: UnaryBackward = (dy, x) => unaryBackward('neg', dy, x);
@@ -212,6 +216,20 @@ export const squareBackward: UnaryBackward = (dy, x) => unaryBackward('square', 
 export const sigmoidBackward: UnaryBackward = (dy, x) => unaryBackward('sigmoid', dy, x);
 export const tanhBackward: UnaryBackward = (dy, x) => unaryBackward('tanh', dy, x);
 export const absBackward: UnaryBackward = (dy, x) => unaryBackward('abs', dy, x);
+export const reciprocalBackward: UnaryBackward = (dy, x) => unaryBackward('reciprocal', dy, x);
+export const signBackward: UnaryBackward = (dy, x) => unaryBackward('sign', dy, x);
+
+/** relu(a + b), broadcast: a residual connection and its activation; NaN stays NaN. */
+export function addRelu(a: RefTensor, b: RefTensor): RefTensor {
+  return binary(a, b, (x, y) => UNARY.relu.f(x + y));
+}
+
+// d relu(a+b)/da = d relu(a+b)/db = [a + b > 0]: dy passes where the sum is positive, as
+// relu's gate (selected, so an infinite dy leaves 0 where the sum is not)
+export function addReluBackward(dy: RefTensor, a: RefTensor, b: RefTensor): BinaryGrads {
+  const pass = (d: number, x: number, y: number) => (UNARY.relu.pass(x + y) ? d : 0);
+  return binaryGrads(dy, a, b, pass, pass);
+}
 
 /** alpha a + beta b, broadcast. */
 export function axpby(alpha: number, a: RefTensor, beta: number, b: RefTensor): RefTensor {

@@ -6,7 +6,8 @@ import {
   type UnaryOpName, add, addBackward, addScalar, addScalarBackward, div, divBackward,
   leakyRelu, leakyReluBackward, mul, mulBackward, relu, reluBackward, scale, scaleBackward,
   sigmoid, sub, subBackward, unary, unaryBackward, unaryOpNames, abs, absBackward, sqrt,
-  maximum, maximumBackward, minimum, minimumBackward, axpby, axpbyBackward,
+  maximum, maximumBackward, minimum, minimumBackward, axpby, axpbyBackward, reciprocal,
+  reciprocalBackward, sign, signBackward, addRelu, addReluBackward,
 } from '../../src/reference/elementwise.js';
 import { mulberry32 } from '../../src/reference/random.js';
 import { type RefTensor, ref, uniform } from '../../src/reference/tensor.js';
@@ -62,6 +63,14 @@ describe('binary forward', () => {
     expect(Array.from(h.db.data)).toEqual([0, 0, 30, 40]);
   });
 
+  it('addRelu: relu(a + b) with a broadcast row; NaN stays NaN', () => {
+    // Sums -0.5, -1, 1.5, -3 and NaN + 1.
+    const y = addRelu(ref([2, 2], [1, -2, 3, -4]), ref([2], [-1.5, 1]));
+    expect(y.shape).toEqual([2, 2]);
+    expect(Array.from(y.data)).toEqual([0, 0, 1.5, 0]);
+    expect(Array.from(addRelu(ref([2], [NaN, 1]), ref([1], [1])).data)).toEqual([NaN, 2]);
+  });
+
   it('names both shapes when they do not broadcast', () => {
     expect(() => mul(ref([2, 3], (i) => i), ref([2], [1, 2]))).toThrow(/\[2, 3\] and \[2\]/);
   });
@@ -84,6 +93,27 @@ describe('binary backward against finite differences', () => {
       });
     }
   }
+
+  it('addRelu backward: dy where a + b > 0, summed over the broadcast axes', () => {
+    const a = ref([2, 2], [1, -2, 3, -4]);
+    const b = ref([2], [-1.5, 1]);
+    const g = addReluBackward(ref([2, 2], [10, 20, 30, Infinity]), a, b);
+    // Only [1, 0] (sum 1.5) passes; the infinite dy at [1, 1] (sum -3) is cut, not NaN.
+    expect(Array.from(g.da.data)).toEqual([0, 0, 30, 0]);
+    expect(Array.from(g.db.data)).toEqual([30, 0]);
+    for (const [sa, sb] of shapePairs) {
+      const rng = mulberry32(13);
+      const x = uniform(sa, rng, -2, 2);
+      const y = uniform(sb, rng, -2, 2);
+      // Finite differences need the sums away from relu's kink at 0 (h = 1e-6).
+      const kink = Math.min(...add(x, y).data.map(Math.abs));
+      expect(kink, 'distance to the kink (choose another seed)').toBeGreaterThan(1e-3);
+      expectGrads('addRelu backward', ([p, q]) => addRelu(p, q), [x, y], (dy) => {
+        const r = addReluBackward(dy, x, y);
+        return [r.da, r.db];
+      });
+    }
+  });
 
   it('add backward sums the gradient over the broadcast axes (hand values)', () => {
     const a = ref([2, 2], [1, 2, 3, 4]);
@@ -112,6 +142,24 @@ describe('unary ops', () => {
     expectClose(unary('reciprocal', ref([2], [4, -0.5])).data, [0.25, -2]);
     expect(Array.from(unary('sign', ref([3], [-3, 0, 0.1])).data)).toEqual([-1, 0, 1]);
     expect(Array.from(axpby(2, ref([2], [1, 2]), -3, ref([1], [10])).data)).toEqual([-28, -26]);
+  });
+
+  it('reciprocal and sign by name: hand values at 0, -0, infinities and NaN', () => {
+    const x = ref([6], [4, -0.5, 0, -0, Infinity, NaN]);
+    expect(Array.from(reciprocal(x).data)).toEqual([0.25, -2, Infinity, -Infinity, 0, NaN]);
+    const s = sign(ref([6], [-3, 0, 0.1, -0, -Infinity, NaN]));
+    expect(Array.from(s.data)).toEqual([-1, 0, 1, -0, -1, NaN]);
+    expect(Object.is(s.data[3], -0)).toBe(true);
+  });
+
+  it('reciprocal and sign backward: -dy / x^2, and 0 whatever dy', () => {
+    const g = reciprocalBackward(ref([3], [1, 2, 3]), ref([3], [2, -0.5, 4]));
+    expect(Array.from(g.data)).toEqual([-0.25, -8, -0.1875]);
+    const z = signBackward(ref([3], [Infinity, NaN, 1]), ref([3], [-1, 0, 2]));
+    expect(Array.from(z.data)).toEqual([0, 0, 0]);
+    const x = uniform([2, 5], mulberry32(21), 0.5, 2);
+    expectGrads('reciprocal backward', ([v]) => reciprocal(v), [x],
+      (dy) => [reciprocalBackward(dy, x)]);
   });
 
   it('axpby backward against finite differences, broadcast both ways', () => {
