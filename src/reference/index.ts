@@ -6,6 +6,8 @@ export * from './compare.js';
 export * from './finite-diff.js';
 export * from './elementwise.js';
 export * from './matmul.js';
+export * from './transpose.js';
+export * from './shape.js';
 export * from './conv.js';
 export * from './reduce.js';
 export * from './pool.js';

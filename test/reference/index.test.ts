@@ -26,6 +26,9 @@ describe('reference entry', () => {
       'l2Normalize', 'l2NormalizeBackward', 'softmax', 'logSoftmax', 'softCrossEntropy',
       'softmaxBackward', 'logSoftmaxBackward', 'softCrossEntropyBackward', 'sinkhorn',
       'sinkhornMarginals', 'sgdStep', 'larsStep', 'adamStep',
+      'reciprocal', 'reciprocalBackward', 'sign', 'signBackward', 'addRelu', 'addReluBackward',
+      'transpose2d', 'transpose2dBackward', 'concatRows', 'concatRowsBackward', 'sliceRows',
+      'sliceRowsBackward',
     ];
     const exported = reference as Record<string, unknown>;
     const missing = names.filter((n) => exported[n] === undefined);
