@@ -1,8 +1,10 @@
 // Direct 2-D convolution in NCHW with zero padding, and its three backward products.
 
+import { show } from './checks.js';
 import { type Pair, pairOf } from './pair.js';
 import { type RefTensor, zeros } from './tensor.js';
 
+/** The engine's conv2d options; like it, no grouped convolution (a `groups` past 1 is refused). */
 export interface Conv2dOptions {
   /** One number for both axes or [sh, sw]; default 1, as the engine's conv2d. */
   stride?: Pair;
@@ -37,6 +39,12 @@ function geometry(xShape: readonly number[], wShape: readonly number[], opts: Co
     throw new Error(`${op}: options must be an object, got ${String(opts)}`);
   }
   const shapes = `x ${fmt(xShape)}, w ${fmt(wShape)}`;
+  // Silently ignored, a grouped layer would be compared against an ungrouped reference.
+  const { groups } = opts as { groups?: unknown };
+  if (groups !== undefined && groups !== 1) {
+    throw new Error(`${op}: groups ${show(groups)} is not supported: the reference computes ` +
+      `ungrouped convolutions only, as the engine's conv2d (${shapes})`);
+  }
   const [sh, sw] = pairOf(op, 'stride', opts.stride, 1, [1, 1], shapes);
   const [ph, pw] = pairOf(op, 'padding', opts.padding, 0, [0, 0], shapes);
   const [dh, dw] = pairOf(op, 'dilation', opts.dilation, 1, [1, 1], shapes);

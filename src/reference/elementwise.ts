@@ -1,5 +1,6 @@
 // Elementwise ops with NumPy broadcasting, each beside its backward rule.
 
+import { show } from './checks.js';
 import {
   type RefTensor, assertSameShape, broadcastIndexMap, broadcastShapes, reduceToShape, zeros,
 } from './tensor.js';
@@ -178,14 +179,23 @@ function backwardUnary(dy: RefTensor, x: RefTensor, dx: (d: number, v: number) =
   return out;
 }
 
+/** The rule of `op`, or an error naming the op and listing the known ones. */
+function unaryRule(fn: string, op: unknown): UnaryRule {
+  if (typeof op !== 'string' || !Object.prototype.hasOwnProperty.call(UNARY, op)) {
+    throw new Error(`${fn}: unknown op ${show(op)}; the known ones are ` +
+      `${unaryOpNames.join(', ')}`);
+  }
+  return UNARY[op as UnaryOpName];
+}
+
 /** Forward of the named unary op. */
 export function unary(op: UnaryOpName, x: RefTensor): RefTensor {
-  return mapUnary(x, UNARY[op].f);
+  return mapUnary(x, unaryRule('unary', op).f);
 }
 
 /** Backward of the named unary op: dx = dy * f'(x), or dy selected by a gate (relu, sign). */
 export function unaryBackward(op: UnaryOpName, dy: RefTensor, x: RefTensor): RefTensor {
-  const rule: UnaryRule = UNARY[op];
+  const rule = unaryRule('unaryBackward', op);
   const dx = 'pass' in rule
     ? (d: number, v: number) => (rule.pass(v) ? d : 0)
     : (d: number, v: number) => d * rule.df(v);

@@ -1,6 +1,6 @@
 // Float64 row-major tensors for the CPU reference, plus the shape helpers every kernel uses.
 
-import { checkShape } from './checks.js';
+import { checkNumbers, checkShape, show } from './checks.js';
 
 /** A dense float64 tensor in row-major (C) order. A scalar has shape [] and one element. */
 export interface RefTensor {
@@ -46,7 +46,10 @@ export function ravelIndex(index: readonly number[], shape: readonly number[]): 
   return i;
 }
 
-/** Makes a tensor from a Float64Array (used as is, not copied), a number array or a function. */
+/**
+ * Makes a tensor from a Float64Array (used as is, not copied), a number array or a function.
+ * Anything but numbers is refused (a string would become NaN), as the engine's tensor().
+ */
 export function ref(
   shape: readonly number[],
   init: Float64Array | ArrayLike<number> | TensorInit,
@@ -56,8 +59,15 @@ export function ref(
   let data: Float64Array;
   if (typeof init === 'function') {
     data = new Float64Array(n);
-    for (let i = 0; i < n; i++) data[i] = init(i, unravelIndex(i, shape));
+    for (let i = 0; i < n; i++) {
+      const v: unknown = init(i, unravelIndex(i, shape));
+      if (typeof v !== 'number') {
+        throw new Error(`ref: the function gave ${show(v)} at flat index ${i}, not a number`);
+      }
+      data[i] = v;
+    }
   } else {
+    checkNumbers('ref', 'data', init);
     data = init instanceof Float64Array ? init : Float64Array.from(init);
     if (data.length !== n) {
       throw new Error(
@@ -74,6 +84,9 @@ export function zeros(shape: readonly number[]): RefTensor {
 }
 
 export function full(shape: readonly number[], value: number): RefTensor {
+  if (typeof value !== 'number') {
+    throw new Error(`full: value must be a number, got ${show(value)}`);
+  }
   const t = zeros(shape);
   t.data.fill(value);
   return t;

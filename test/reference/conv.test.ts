@@ -86,6 +86,24 @@ describe('conv2d forward', () => {
     expect(() => conv2dOutputShape(x, w, null as never)).toThrow(
       'conv2dOutputShape: options must be an object, got null');
   });
+
+  it('refuses groups other than 1 instead of computing an ungrouped convolution', () => {
+    // x [1, 2, 4, 4] with w [2, 1, 3, 3] would be a valid groups-2 layer; 2 channels of w.
+    const x = randn([1, 2, 4, 4], mulberry32(1));
+    const w = randn([2, 2, 3, 3], mulberry32(2));
+    const grouped = { groups: 2 } as Conv2dOptions;
+    expect(() => conv2d(x, w, null, grouped)).toThrow('conv2d: groups 2 is not supported: the ' +
+      'reference computes ungrouped convolutions only, as the engine\'s conv2d ' +
+      '(x [1, 2, 4, 4], w [2, 2, 3, 3])');
+    const dy = randn([1, 2, 2, 2], mulberry32(3));
+    expect(() => conv2dBackwardInput(dy, w, x.shape, grouped))
+      .toThrow(/conv2dBackwardInput: groups 2 is not supported/);
+    expect(() => conv2dBackwardWeight(dy, x, w.shape, grouped))
+      .toThrow(/conv2dBackwardWeight: groups 2 is not supported/);
+    // groups 1 is the ungrouped convolution itself.
+    const one = conv2d(x, w, null, { groups: 1 } as Conv2dOptions);
+    expect(Array.from(one.data)).toEqual(Array.from(conv2d(x, w, null).data));
+  });
 });
 
 describe('conv2d backward against finite differences', () => {

@@ -224,6 +224,15 @@ describe('unary ops', () => {
     expect(Array.from(absBackward(ref([1], [Infinity]), ref([1], [0])).data)).toEqual([NaN]);
   });
 
+  it('an unknown op name is an error listing the known ones', () => {
+    const x = ref([1], [1]);
+    expect(() => unary('gelu' as never, x)).toThrow('unary: unknown op "gelu"; the known ones ' +
+      'are neg, relu, exp, log, sqrt, square, sigmoid, tanh, abs, reciprocal, sign, copy');
+    // Names inherited from Object.prototype are not ops either.
+    expect(() => unaryBackward('toString' as never, x, x))
+      .toThrow(/unaryBackward: unknown op "toString"; the known ones are neg, relu/);
+  });
+
   it('backward rejects a dy of another shape', () => {
     const x: RefTensor = ref([2], [1, 2]);
     expect(() => reluBackward(ref([3], [1, 2, 3]), x)).toThrow(/reluBackward.*\[3\].*\[2\]/);

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../src/reference/random.js';
 import {
-  broadcastShapes, broadcastTo, randn, ravelIndex, reduceToShape, ref, reshape, roundToF32,
+  broadcastShapes, broadcastTo, full, randn, ravelIndex, reduceToShape, ref, reshape, roundToF32,
   size, strides, uniform, unravelIndex, zeros,
 } from '../../src/reference/tensor.js';
 
@@ -17,6 +17,22 @@ describe('tensor construction', () => {
     expect(() => ref([2, -1], [])).toThrow('ref: shape [2, -1] must hold non-negative integers');
     expect(() => zeros(3 as never))
       .toThrow('zeros: shape must be an array of non-negative integers, got 3');
+  });
+
+  it('ref and full refuse values that are not numbers, as the engine\'s tensor()', () => {
+    // Float64Array.from would turn these into NaN without a word.
+    expect(() => ref([2], ['a', 'b'] as never)).toThrow('ref: data[0] is string "a", not a number');
+    expect(() => ref([2], [1, null] as never)).toThrow('ref: data[1] is null, not a number');
+    expect(() => ref([2], [1, {}] as never)).toThrow('ref: data[1] is object, not a number');
+    expect(() => ref([1], new BigInt64Array([1n]) as never))
+      .toThrow('ref: data is a BigInt64Array; the reference takes numbers');
+    expect(() => ref([1], 'a' as never))
+      .toThrow('ref: data must be an array or typed array of numbers, got "a"');
+    expect(() => ref([2], ((i: number) => (i === 1 ? '2' : 0)) as never))
+      .toThrow('ref: the function gave "2" at flat index 1, not a number');
+    expect(() => full([2], '1' as never)).toThrow('full: value must be a number, got "1"');
+    // Typed arrays of any number type are numbers.
+    expect(Array.from(ref([2], new Int8Array([-1, 2])).data)).toEqual([-1, 2]);
   });
 
   it('ref rejects a data length that does not match the shape', () => {
