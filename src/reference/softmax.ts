@@ -1,5 +1,6 @@
 // Tempered softmax and log-softmax over the last axis, and SwAV's soft-target cross-entropy.
 
+import { show } from './checks.js';
 import { type RefTensor, zeros } from './tensor.js';
 
 function rows(op: string, x: RefTensor): [number, number] {
@@ -14,12 +15,21 @@ function sameShape(op: string, what: string, t: RefTensor, like: RefTensor): voi
   }
 }
 
+/** T as the engine's softmax takes it: a finite number > 0 (T = 0 gave NaN rows here). */
+function checkTemperature(op: string, temperature: unknown): number {
+  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature <= 0) {
+    throw new Error(`${op}: temperature must be a finite number > 0, got ${show(temperature)}`);
+  }
+  return temperature;
+}
+
 /**
  * log softmax(x / T) row by row, shifted by the row max so exp never overflows:
  * z_k - max - log sum_j exp(z_j - max) with z = x / T.
  */
 export function logSoftmax(x: RefTensor, temperature = 1): RefTensor {
   const [N, K] = rows('logSoftmax', x);
+  checkTemperature('logSoftmax', temperature);
   const y = zeros(x.shape);
   for (let r = 0; r < N; r++) {
     let m = -Infinity;
@@ -34,6 +44,7 @@ export function logSoftmax(x: RefTensor, temperature = 1): RefTensor {
 
 /** softmax(x / T) over the last axis. */
 export function softmax(x: RefTensor, temperature = 1): RefTensor {
+  checkTemperature('softmax', temperature);
   const y = logSoftmax(x, temperature);
   for (let i = 0; i < y.data.length; i++) y.data[i] = Math.exp(y.data[i]);
   return y;
@@ -43,6 +54,7 @@ export function softmax(x: RefTensor, temperature = 1): RefTensor {
 // dx_k = y_k (dy_k - sum_j dy_j y_j) / T
 export function softmaxBackward(dy: RefTensor, y: RefTensor, temperature = 1): RefTensor {
   const [N, K] = rows('softmaxBackward', y);
+  checkTemperature('softmaxBackward', temperature);
   sameShape('softmaxBackward', 'dy', dy, y);
   const dx = zeros(y.shape);
   for (let r = 0; r < N; r++) {
@@ -60,6 +72,7 @@ export function softmaxBackward(dy: RefTensor, y: RefTensor, temperature = 1): R
 // dx_k = (dy_k - exp(y_k) sum_j dy_j) / T
 export function logSoftmaxBackward(dy: RefTensor, y: RefTensor, temperature = 1): RefTensor {
   const [N, K] = rows('logSoftmaxBackward', y);
+  checkTemperature('logSoftmaxBackward', temperature);
   sameShape('logSoftmaxBackward', 'dy', dy, y);
   const dx = zeros(y.shape);
   for (let r = 0; r < N; r++) {
@@ -84,6 +97,7 @@ export interface SoftCrossEntropyResult {
 export function softCrossEntropy(logits: RefTensor, q: RefTensor, temperature = 1)
   : SoftCrossEntropyResult {
   const [N, K] = rows('softCrossEntropy', logits);
+  checkTemperature('softCrossEntropy', temperature);
   sameShape('softCrossEntropy', 'q', q, logits);
   const ls = logSoftmax(logits, temperature);
   const perRow = zeros([N]);
@@ -107,6 +121,7 @@ export function softCrossEntropy(logits: RefTensor, q: RefTensor, temperature = 
 export function softCrossEntropyBackward(logits: RefTensor, q: RefTensor, temperature: number,
   dl: RefTensor | number): { dlogits: RefTensor; dq: RefTensor } {
   const [N, K] = rows('softCrossEntropyBackward', logits);
+  checkTemperature('softCrossEntropyBackward', temperature);
   sameShape('softCrossEntropyBackward', 'q', q, logits);
   if (typeof dl !== 'number' && (dl.shape.length !== 1 || dl.shape[0] !== N)) {
     throw new Error(`softCrossEntropyBackward: dl must be [${N}] or a number, got ` +

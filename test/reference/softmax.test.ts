@@ -25,6 +25,17 @@ describe('softmax forward', () => {
     expectClose(l.data, [-1000, 0]);
   });
 
+  it('refuses a temperature that is not a finite number > 0, as the engine', () => {
+    // T = 0 gave NaN rows where the engine's softmax refuses it.
+    const x = ref([1, 2], [1, 2]);
+    expect(() => softmax(x, 0)).toThrow('softmax: temperature must be a finite number > 0, got 0');
+    expect(() => logSoftmax(x, -1)).toThrow('logSoftmax: temperature must be a finite number > 0');
+    expect(() => softmaxBackward(x, x, NaN)).toThrow(/softmaxBackward: temperature .* got NaN/);
+    expect(() => logSoftmaxBackward(x, x, Infinity)).toThrow(/logSoftmaxBackward: temperature/);
+    expect(() => softCrossEntropy(x, x, '1' as never)).toThrow(/softCrossEntropy: .*got "1"/);
+    expect(() => softCrossEntropyBackward(x, x, 0, 1)).toThrow(/softCrossEntropyBackward: temp/);
+  });
+
   it('a single class gives probability 1', () => {
     expect(Array.from(softmax(ref([2, 1], [5, -7])).data)).toEqual([1, 1]);
   });
