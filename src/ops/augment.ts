@@ -3,7 +3,7 @@
 
 import type { RefCropParams } from '../reference/augment.js';
 import { Tensor } from '../graph/tensor.js';
-import { checkFinite, checkInt, checkTensor, fail } from './util.js';
+import { checkFinite, checkInt, checkTensor, fail, showValue } from './util.js';
 
 /** Invocations per workgroup; one workgroup makes one crop. */
 const WG = 64;
@@ -54,7 +54,7 @@ function radiusOf(sigma: number): number {
 function checkCrop(op: string, n: number, c: CropParams, height: number, width: number): void {
   const at = `crop ${n}`;
   for (const k of ['x0', 'y0', 'w', 'h'] as const) {
-    if (!Number.isInteger(c[k])) fail(op, `${at}: ${k} must be an integer, got ${c[k]}`);
+    if (!Number.isInteger(c[k])) fail(op, `${at}: ${k} must be an integer, got ${showValue(c[k])}`);
   }
   if (c.w < 1 || c.h < 1 || c.x0 < 0 || c.y0 < 0 || c.x0 + c.w > width ||
     c.y0 + c.h > height) {
@@ -170,7 +170,7 @@ export function multiCrop(images: PackedImages, indices: Tensor | ArrayLike<numb
     for (let b = 0; b < indices.length; b++) {
       const v = indices[b];
       if (!Number.isInteger(v) || v < 0 || v >= count) {
-        fail(op, `indices[${b}] = ${v} is not an image index in [0, ${count})`);
+        fail(op, `indices[${b}] = ${showValue(v)} is not an image index in [0, ${count})`);
       }
     }
     idx = engine.tensor(Float32Array.from(indices), [indices.length], { name: 'crop indices' });

@@ -8,7 +8,8 @@ import type { EncodeContext, Tensor } from '../graph/tensor.js';
 import { shapeStr } from '../graph/tensor.js';
 import { isCpuAdapter } from '../gpu/acquire.js';
 import type { Engine } from '../graph/engine.js';
-import { checkFinite, checkRank, checkTensor, fail, groups, vectorRange } from './util.js';
+import { checkFinite, checkFlag, checkRank, checkTensor, fail, groups, showValue,
+  vectorRange } from './util.js';
 
 /** Threads per workgroup of the per-element kernels (apply, dx). */
 const WG_ELEM = 64;
@@ -45,7 +46,7 @@ export function setBatchNormTiling(engine: Engine, t: BatchNormTiling | null): v
     return;
   }
   if (!Number.isInteger(t.RUN) || t.RUN < 1 || t.RUN > 1024) {
-    fail('setBatchNormTiling', `RUN must be an integer in 1..1024, got ${t.RUN}`);
+    fail('setBatchNormTiling', `RUN must be an integer in 1..1024, got ${showValue(t.RUN)}`);
   }
   forcedTiling.set(engine, { ...t });
 }
@@ -128,13 +129,12 @@ export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor,
   checkChannelVector(op, 'beta', beta, x);
   if (typeof opts !== 'object' || opts === null) fail(op, 'options { training } are required');
   if (typeof opts.training !== 'boolean') {
-    fail(op, `options.training must be true or false, got ${String(opts.training)}`);
+    fail(op, `options.training must be true or false, got ${showValue(opts.training)}`);
   }
   const eps = checkFinite(op, 'eps', opts.eps ?? 1e-5, (v) => v > 0, 'must be > 0');
   const momentum = checkFinite(op, 'momentum', opts.momentum ?? 0.1, (v) => v >= 0 && v <= 1,
     'must lie in [0, 1]');
-  const relu = opts.relu ?? false;
-  if (typeof relu !== 'boolean') fail(op, `options.relu must be a boolean, got ${String(relu)}`);
+  const relu = checkFlag(op, 'options.relu', opts.relu, false);
   const { runningMean: rm, runningVar: rv } = opts;
   if ((rm === undefined) !== (rv === undefined)) {
     fail(op, 'runningMean and runningVar must be given together');

@@ -6,7 +6,7 @@ import type { BufferRange } from '../gpu/context.js';
 import { registerGrad } from '../graph/autodiff.js';
 import { Tensor, shapeStr, type EncodeContext } from '../graph/tensor.js';
 import { sum } from './reduce.js';
-import { checkTensor, fail, groups, vectorRange } from './util.js';
+import { checkTensor, fail, groups, showValue, vectorRange } from './util.js';
 
 export interface Conv2dOptions {
   /** Step between output pixels, a number or [h, w]; default 1. */
@@ -137,7 +137,7 @@ function pair(op: string, name: string, v: unknown, min: number, dflt: number, s
   if (!Array.isArray(p) || p.length !== 2 ||
     p.some((d) => typeof d !== 'number' || !Number.isInteger(d) || d < min)) {
     const rule = min === 1 ? 'positive integers' : 'non-negative integers';
-    fail(op, `${name} must be a number or [h, w] of ${rule}, got ${JSON.stringify(v)} ` +
+    fail(op, `${name} must be a number or [h, w] of ${rule}, got ${showValue(v)} ` +
       `(${shapes})`);
   }
   return [p[0], p[1]];
@@ -174,7 +174,7 @@ function checkTiling(t: ConvTiling): void {
   // Workgroup sides as WebGPU's default limits allow (256 invocations, 256 along x or y).
   for (const key of ['WG_X', 'WG_Y'] as const) {
     if (!Number.isInteger(t[key]) || t[key] < 1 || t[key] > 256) {
-      fail('conv2d', `tiling.${key} must be an integer in 1..256, got ${t[key]}`);
+      fail('conv2d', `tiling.${key} must be an integer in 1..256, got ${showValue(t[key])}`);
     }
   }
   if (t.WG_X * t.WG_Y > 256) {
@@ -183,21 +183,21 @@ function checkTiling(t: ConvTiling): void {
   }
   if (t.forward !== undefined && !['generic', 'rows', 'shared'].includes(t.forward)) {
     fail('conv2d', `tiling.forward must be 'generic', 'rows' or 'shared', got ` +
-      JSON.stringify(t.forward));
+      showValue(t.forward));
   }
   if (t.VEC !== undefined && ![1, 2, 4].includes(t.VEC)) {
-    fail('conv2d', `tiling.VEC must be 1, 2 or 4, got ${JSON.stringify(t.VEC)}`);
+    fail('conv2d', `tiling.VEC must be 1, 2 or 4, got ${showValue(t.VEC)}`);
   }
   if (t.inputGrad !== undefined && !['generic', 'rows'].includes(t.inputGrad)) {
     fail('conv2d', `tiling.inputGrad must be 'generic' or 'rows', got ` +
-      JSON.stringify(t.inputGrad));
+      showValue(t.inputGrad));
   }
   if ((t.VEC ?? 1) > 1 && t.forward !== 'rows') {
     fail('conv2d', `tiling.VEC (${t.VEC}) applies to forward 'rows' only, got forward ` +
-      JSON.stringify(t.forward ?? 'by default'));
+      (t.forward === undefined ? 'by default' : showValue(t.forward)));
   }
   if (t.BK !== undefined && (!Number.isInteger(t.BK) || t.BK < 1 || t.BK > 64)) {
-    fail('conv2d', `tiling.BK must be an integer in 1..64, got ${t.BK}`);
+    fail('conv2d', `tiling.BK must be an integer in 1..64, got ${showValue(t.BK)}`);
   }
   // forward 'shared' stages BK x (WG_Y TM + WG_X TN) floats: WebGPU's default 16 KiB.
   const staged = (t.BK ?? 16) * (t.WG_Y * t.TM + t.WG_X * t.TN) * 4;
@@ -209,7 +209,7 @@ function checkTiling(t: ConvTiling): void {
   // The shader's register arrays hold at most 16 rows and 8 columns.
   for (const [key, max] of [['TM', 16], ['TN', 8]] as const) {
     if (!Number.isInteger(t[key]) || t[key] < 1 || t[key] > max) {
-      fail('conv2d', `tiling.${key} must be an integer in 1..${max}, got ${t[key]}`);
+      fail('conv2d', `tiling.${key} must be an integer in 1..${max}, got ${showValue(t[key])}`);
     }
   }
 }

@@ -8,7 +8,7 @@ import type { BufferRange } from '../gpu/context.js';
 import { sumToShape } from './reduce.js';
 import { broadcastShapes, broadcastStrides, checkFinite, checkTensor, collapseDims, fail,
   vectorRange,
-  groups } from './util.js';
+  groups, showValue } from './util.js';
 
 /**
  * Threads per workgroup and consecutive elements per thread. On lavapipe a thread that
@@ -43,7 +43,8 @@ export function setElementwiseTiling(engine: Engine, t: ElementwiseTiling | null
   }
   for (const key of ['WG', 'VPT'] as const) {
     if (!Number.isInteger(t[key]) || t[key] < 1 || t[key] > 1024) {
-      fail('setElementwiseTiling', `${key} must be an integer in 1..1024, got ${t[key]}`);
+      fail('setElementwiseTiling', `${key} must be an integer in 1..1024, got ` +
+        showValue(t[key]));
     }
   }
   forced.set(engine, { ...t });

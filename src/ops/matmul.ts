@@ -6,7 +6,7 @@ import { registerGrad } from '../graph/autodiff.js';
 import { Tensor, shapeStr } from '../graph/tensor.js';
 import { reluGrad } from './elementwise.js';
 import { reshape, sum, sumToShape } from './reduce.js';
-import { checkRank, checkTensor, fail } from './util.js';
+import { checkRank, checkTensor, fail, showValue } from './util.js';
 
 /**
  * How the product is tiled. `register`: each invocation keeps TM x TN outputs in registers
@@ -96,7 +96,7 @@ function checkTiling(t: MatmulTiling): void {
   // The shader's register arrays hold at most 16 rows and 8 columns.
   for (const [key, max] of [['TM', 16], ['TN', 8]] as const) {
     if (!Number.isInteger(t[key]) || t[key] < 1 || t[key] > max) {
-      fail('matmul', `tiling.${key} must be an integer in 1..${max}, got ${t[key]}`);
+      fail('matmul', `tiling.${key} must be an integer in 1..${max}, got ${showValue(t[key])}`);
     }
   }
 }

@@ -5,7 +5,7 @@ import { registerGrad } from '../graph/autodiff.js';
 import type { Tensor, Shape } from '../graph/tensor.js';
 import { shapeStr } from '../graph/tensor.js';
 import { elementwiseTilingOf } from './elementwise.js';
-import { broadcastStrides, checkTensor, collapseDims, fail, groups } from './util.js';
+import { broadcastStrides, checkTensor, collapseDims, fail, groups, showValue } from './util.js';
 
 const WG = 64;
 /** Past this many elements per output, and with few outputs, split into chunks. */
@@ -22,7 +22,7 @@ function normAxes(op: string, x: Tensor, axes: number | readonly number[] | unde
   const out: number[] = [];
   for (const a of list) {
     if (!Number.isInteger(a) || a < -x.rank || a >= x.rank) {
-      fail(op, `axis ${a} is out of range for ${x.describe()}`);
+      fail(op, `axis ${showValue(a)} is out of range for ${x.describe()}`);
     }
     const n = a < 0 ? a + x.rank : a;
     if (out.includes(n)) {

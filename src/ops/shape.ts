@@ -4,7 +4,7 @@
 import { registerGrad } from '../graph/autodiff.js';
 import type { Tensor } from '../graph/tensor.js';
 import { shapeStr } from '../graph/tensor.js';
-import { checkTensor, fail } from './util.js';
+import { checkTensor, fail, showValue } from './util.js';
 
 /** Concatenates along axis 0; the other dimensions must match. */
 export function concatRows(ts: Tensor[]): Tensor {
@@ -37,7 +37,8 @@ export function sliceRows(x: Tensor, start: number, end: number): Tensor {
   checkTensor('sliceRows', 'x', x);
   if (x.rank < 1 || !Number.isInteger(start) || !Number.isInteger(end) || start < 0 ||
     end > x.shape[0] || start >= end) {
-    fail('sliceRows', `rows [${start}, ${end}) are not a non-empty range of ${x.describe()}`);
+    fail('sliceRows', `rows [${showValue(start)}, ${showValue(end)}) are not a non-empty range ` +
+      `of ${x.describe()}`);
   }
   const rowBytes = x.bytes / x.shape[0];
   const [out] = x.engine.record({
@@ -92,7 +93,8 @@ export function assignRows(target: Tensor, row: number, value: Tensor): void {
   const rowBytes = target.bytes / target.shape[0];
   if (!Number.isInteger(row) || value.bytes % rowBytes !== 0 || row < 0 ||
     row * rowBytes + value.bytes > target.bytes) {
-    fail('assignRows', `${value.describe()} at row ${row} does not fit ${target.describe()}`);
+    fail('assignRows', `${value.describe()} at row ${showValue(row)} does not fit ` +
+      target.describe());
   }
   target.engine.record({
     op: 'assignRows', inputs: [value], outputs: [], mutates: [target], differentiable: false,

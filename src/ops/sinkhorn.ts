@@ -1,7 +1,7 @@
 // SwAV's Sinkhorn-Knopp codes (shaders/sinkhorn.wgsl): no gradient, log domain, a few
 // dispatches per call.
 
-import { checkFinite, checkInt, checkRank, fail, groups } from './util.js';
+import { checkChoice, checkFinite, checkInt, checkRank, groups } from './util.js';
 import type { Tensor } from '../graph/tensor.js';
 
 /** Threads per workgroup of the column and row passes. */
@@ -36,10 +36,8 @@ export function sinkhorn(scores: Tensor, opts: SinkhornOptions = {}): Tensor {
   checkRank(op, 'scores', scores, [2]);
   const eps = checkFinite(op, 'epsilon', opts.epsilon ?? 0.05, (e) => e > 0, 'must be > 0');
   const iterations = checkInt(op, 'iterations', opts.iterations ?? 3, 1);
-  const schedule = opts.schedule ?? 'auto';
-  if (!['auto', 'small', 'passes'].includes(schedule)) {
-    fail(op, `schedule must be 'auto', 'small' or 'passes', got ${String(schedule)}`);
-  }
+  const schedule = checkChoice(op, 'schedule', opts.schedule ?? 'auto',
+    ['auto', 'small', 'passes']);
   const [B, K] = scores.shape;
   const small = schedule === 'small' || (schedule === 'auto' && B * K <= SINKHORN_SMALL_MAX);
   const uniforms = {

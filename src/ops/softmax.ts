@@ -3,7 +3,8 @@
 
 import { registerGrad } from '../graph/autodiff.js';
 import type { Tensor } from '../graph/tensor.js';
-import { checkFinite, checkRank, checkSameShape, checkTensor, fail, groups } from './util.js';
+import { checkChoice, checkFinite, checkRank, checkSameShape, checkTensor, fail,
+  groups } from './util.js';
 
 /** Threads per workgroup of every kernel here; a power of two (ce_mean's tree needs it). */
 const WG = 64;
@@ -85,10 +86,7 @@ export function softCrossEntropy(logits: Tensor, q: Tensor, temperature = 1,
   checkSameShape(op, logits, q, 'logits', 'q');
   if (logits.engine !== q.engine) fail(op, 'logits and q belong to different engines');
   const T = checkTemperature(op, temperature);
-  const reduction = opts.reduction ?? 'mean';
-  if (reduction !== 'mean' && reduction !== 'none') {
-    fail(op, `reduction must be 'mean' or 'none', got ${String(reduction)}`);
-  }
+  const reduction = checkChoice(op, 'reduction', opts.reduction ?? 'mean', ['mean', 'none']);
   const [rows, cols] = logits.shape;
   const [loss] = logits.engine.record({
     op, inputs: [logits, q], outputs: [reduction === 'mean' ? [] : [rows], [rows, 2]],

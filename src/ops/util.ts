@@ -9,8 +9,53 @@ export function fail(op: string, message: string): never {
   throw new OpArgumentError(`${op}: ${message}`);
 }
 
+/**
+ * A value as an error message shows it: strings quoted, so that "0.5" and 0.5 differ;
+ * -0, NaN, bigints and undefined as written in code; arrays and plain objects by their
+ * first few entries; anything else by its kind (a Tensor with its name and shape).
+ */
+export function showValue(v: unknown): string {
+  const text = show(v, 2);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+
+function show(v: unknown, depth: number): string {
+  switch (typeof v) {
+    case 'string': return JSON.stringify(v);
+    case 'number': return Object.is(v, -0) ? '-0' : String(v);
+    case 'bigint': return `${v}n`;
+    case 'symbol': return v.toString();
+    case 'function': return v.name ? `a function ${v.name}` : 'a function';
+    case 'object': break;
+    default: return String(v);
+  }
+  if (v === null) return 'null';
+  if (v instanceof Tensor) return `a Tensor (${v.describe()})`;
+  const more = (n: number) => (n > 6 ? ', ...' : '');
+  if (Array.isArray(v)) {
+    if (depth === 0) return '[...]';
+    return `[${v.slice(0, 6).map((e) => show(e, depth - 1)).join(', ')}${more(v.length)}]`;
+  }
+  if (!isPlainObject(v)) {
+    const kind = (v as object).constructor?.name ?? 'object';
+    return ArrayBuffer.isView(v) && 'length' in v ? `a ${kind} of ${v.length}` : `a ${kind}`;
+  }
+  const keys = Object.keys(v);
+  if (keys.length === 0) return '{}';
+  if (depth === 0) return '{...}';
+  const items = keys.slice(0, 6).map((k) => `${k}: ${show(v[k], depth - 1)}`);
+  return `{ ${items.join(', ')}${more(keys.length)} }`;
+}
+
+/** An object written as a literal ({ ... }) or made by Object.create(null). */
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  if (typeof v !== 'object' || v === null) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
 export function checkTensor(op: string, name: string, t: unknown): asserts t is Tensor {
-  if (!(t instanceof Tensor)) fail(op, `${name} must be a Tensor, got ${typeof t}`);
+  if (!(t instanceof Tensor)) fail(op, `${name} must be a Tensor, got ${showValue(t)}`);
 }
 
 export function checkRank(op: string, name: string, t: Tensor, ranks: number[]): void {
@@ -30,17 +75,34 @@ export function checkSameShape(op: string, a: Tensor, b: Tensor, an = 'a', bn = 
 export function checkFinite(op: string, name: string, v: unknown, rule?: (x: number) => boolean,
   ruleText?: string): number {
   if (typeof v !== 'number' || !Number.isFinite(v)) {
-    fail(op, `${name} must be a finite number, got ${String(v)}`);
+    fail(op, `${name} must be a finite number, got ${showValue(v)}`);
   }
-  if (rule && !rule(v)) fail(op, `${name} ${ruleText}, got ${v}`);
+  if (rule && !rule(v)) fail(op, `${name} ${ruleText}, got ${showValue(v)}`);
   return v;
 }
 
 export function checkInt(op: string, name: string, v: unknown, min: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    fail(op, `${name} must be an integer >= ${min}, got ${String(v)}`);
+    fail(op, `${name} must be an integer >= ${min}, got ${showValue(v)}`);
   }
   return v;
+}
+
+export function checkFlag(op: string, name: string, v: unknown, fallback: boolean): boolean {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'boolean') fail(op, `${name} must be true or false, got ${showValue(v)}`);
+  return v;
+}
+
+/** One of a fixed set of strings: 'auto', 'small' or 'passes'. */
+export function checkChoice<T extends string>(op: string, name: string, v: unknown,
+  choices: readonly T[]): T {
+  if (!choices.includes(v as T)) {
+    const list = choices.map((c) => `'${c}'`);
+    fail(op, `${name} must be ${list.slice(0, -1).join(', ')} or ${list.at(-1)}, got ` +
+      showValue(v));
+  }
+  return v as T;
 }
 
 /** NumPy broadcasting: the shape both operands broadcast to. */

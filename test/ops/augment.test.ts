@@ -286,6 +286,8 @@ describe('multiCrop: bad arguments', () => {
       'multiCrop: indices[1] = 3 is not an image index in [0, 3)');
     expect(() => multiCrop(imgs(), [-1], [box], { size: 4 })).toThrow(
       'multiCrop: indices[0] = -1 is not an image index in [0, 3)');
+    expect(() => multiCrop(imgs(), ['1'] as never, [box], { size: 4 })).toThrow(
+      'multiCrop: indices[0] = "1" is not an image index in [0, 3)');
     expect(() => multiCrop(imgs(), [], [box], { size: 4 })).toThrow(
       'multiCrop: indices must be a non-empty array of image indices or a tensor');
   });
@@ -304,6 +306,8 @@ describe('multiCrop: bad arguments', () => {
       'multiCrop: crop 1: box x0=0 y0=0 w=0 h=2 must lie inside the 5x6 image with w, h >= 1');
     expect(() => multiCrop(imgs(), [0], [plain({ w: 2.5, h: 2 })], { size: 4 })).toThrow(
       'multiCrop: crop 0: w must be an integer, got 2.5');
+    expect(() => multiCrop(imgs(), [0], [plain({ w: '2' as never, h: 2 })], { size: 4 }))
+      .toThrow('multiCrop: crop 0: w must be an integer, got "2"');
   });
 
   it('blur radius, jitter factors and std are checked', () => {

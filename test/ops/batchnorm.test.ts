@@ -205,6 +205,8 @@ describe('batchNorm training: batch statistics, forward and backward', () => {
       }
       expect(() => setBatchNormTiling(e, { RUN: 0 }))
         .toThrow(/setBatchNormTiling: RUN must be an integer in 1..1024, got 0/);
+      expect(() => setBatchNormTiling(e, { RUN: '4' as never }))
+        .toThrow(/setBatchNormTiling: RUN must be an integer in 1..1024, got "4"/);
     });
 
   it('only dx (frozen affine) and only dgamma, dbeta (x a leaf without gradient)', async () => {
@@ -406,9 +408,12 @@ describe('batchNorm argument checks', () => {
         { training: true, runningMean: nonLeaf, runningVar: e.zeros([2]) });
     }, /runningMean .* is updated in place, so it must be a leaf tensor \(state pending, produced/],
     ['training not a boolean', (e) => batchNorm(e.zeros([4, 3]), e.zeros([3]), e.zeros([3]),
-      { training: 'yes' } as never), /options.training must be true or false, got yes/],
+      { training: 'yes' } as never), /options.training must be true or false, got "yes"/],
     ['relu not a boolean', (e) => batchNorm(e.zeros([4, 3]), e.zeros([3]), e.zeros([3]),
-      { training: true, relu: 1 } as never), /options.relu must be a boolean, got 1/],
+      { training: true, relu: 1 } as never), /options.relu must be true or false, got 1/],
+    ['relu a string', (e) => batchNorm(e.zeros([4, 3]), e.zeros([3]), e.zeros([3]),
+      { training: true, relu: 'false' } as never),
+    /options.relu must be true or false, got "false"/],
   ];
   for (const [what, call, message] of cases) {
     it(what, () => {

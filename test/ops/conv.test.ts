@@ -446,9 +446,14 @@ describe('conv2d argument checks', () => {
     bad(() => conv2d(x, w, null, { stride: 0 }), new RegExp('conv2d: stride must be a number ' +
       'or \\[h, w\\] of positive integers, got 0 \\(x \\[2, 3, 8, 8\\], w \\[4, 3, 3, 3\\]\\)'));
     bad(() => conv2d(x, w, null, { dilation: [1, -1] }),
-      /conv2d: dilation must be a number or \[h, w\] of positive integers, got \[1,-1\]/);
+      /conv2d: dilation must be a number or \[h, w\] of positive integers, got \[1, -1\]/);
     bad(() => conv2d(x, w, null, { padding: [-1, 0] }),
-      /conv2d: padding must be a number or \[h, w\] of non-negative integers, got \[-1,0\]/);
+      /conv2d: padding must be a number or \[h, w\] of non-negative integers, got \[-1, 0\]/);
+    // Strings quoted, NaN as NaN (JSON printed "2" as 2 and NaN as null).
+    bad(() => conv2d(x, w, null, { stride: '2' as never }),
+      /conv2d: stride must be a number or \[h, w\] of positive integers, got "2" \(x/);
+    bad(() => conv2d(x, w, null, { padding: [NaN, 1] }),
+      /conv2d: padding must be .* non-negative integers, got \[NaN, 1\] \(x/);
     bad(() => conv2d(x, w, e.zeros([3])),
       /conv2d: bias must be \[4\] \(one value per output channel of w \[4, 3, 3, 3\]\), got/);
     // A forced tiling is checked whole: a fractional workgroup side would leave outputs unset.
@@ -468,7 +473,8 @@ describe('conv2d argument checks', () => {
     bad(tiled({ forward: 'generic', VEC: 4 }),
       /conv2d: tiling.VEC \(4\) applies to forward 'rows' only, got forward "generic"/);
     bad(tiled({ VEC: 2 }),
-      /conv2d: tiling.VEC \(2\) applies to forward 'rows' only, got forward "by default"/);
+      /conv2d: tiling.VEC \(2\) applies to forward 'rows' only, got forward by default/);
+    bad(tiled({ TN: '4' as never }), /conv2d: tiling.TN must be an integer in 1..8, got "4"/);
     // The gradient ops check dy against the output shape the geometry gives.
     bad(() => conv2dBackwardInput(e.zeros([2, 4, 6, 7]), w, [2, 3, 8, 8]),
       /conv2dBackwardInput: dy must have the output shape \[2, 4, 6, 6\], got .*\[2, 4, 6, 7\]/);

@@ -239,6 +239,8 @@ describe('elementwise tilings', () => {
     expect(ops.defaultElementwiseTiling('nvidia hopper')).toBe(ops.ELEMENTWISE_GPU_TILING);
     expect(() => ops.setElementwiseTiling(engine(), { WG: 64, VPT: 0 }))
       .toThrow(/setElementwiseTiling: VPT must be an integer in 1..1024, got 0/);
+    expect(() => ops.setElementwiseTiling(engine(), { WG: '64' as never, VPT: 1 }))
+      .toThrow(/setElementwiseTiling: WG must be an integer in 1..1024, got "64"/);
   });
 });
 

@@ -133,7 +133,9 @@ describe('l2Normalize argument checks', () => {
     ['eps infinite', (x) => l2Normalize(x, Infinity),
       /l2Normalize: eps must be a finite number, got Infinity/],
     ['not a tensor', () => l2Normalize([1, 2] as never),
-      /l2Normalize: x must be a Tensor, got object/],
+      /l2Normalize: x must be a Tensor, got \[1, 2\]/],
+    ['eps a string', (x) => l2Normalize(x, '1e-6' as never),
+      /l2Normalize: eps must be a finite number, got "1e-6"/],
   ];
   for (const [what, call, message] of cases) {
     it(what, () => {

@@ -247,6 +247,8 @@ describe('matmul argument checks', () => {
       .toThrow(/matmul: bias must be \[2\] \(one value per output column\), got .* \[3\]/);
     expect(() => matmul(a, e.zeros([4, 2]), { tiling: { ...REGISTER_TILING, TM: 17 } }))
       .toThrow(/matmul: tiling.TM must be an integer in 1..16, got 17/);
+    expect(() => matmul(a, e.zeros([4, 2]), { tiling: { ...REGISTER_TILING, TN: '8' as never } }))
+      .toThrow(/matmul: tiling.TN must be an integer in 1..8, got "8"/);
     expect(() => transpose2d(e.zeros([2, 2, 2, 2])))
       .toThrow(/transpose2d: x must have rank 2 or 3/);
   });

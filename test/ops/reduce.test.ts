@@ -35,6 +35,11 @@ describe('repeated axes', () => {
     expect(Array.from(await red.sum(x, [0, -1]).read())).toEqual([21]);
     expect(Array.from(await red.max(x, [-2]).read())).toEqual([4, 5, 6]);
   });
+
+  it('an axis given as a string is shown quoted', () => {
+    const x = engine().tensor([1, 2, 3, 4, 5, 6], [2, 3], { name: 'x' });
+    expect(() => red.sum(x, ['1'] as never)).toThrow('sum: axis "1" is out of range for x [2, 3]');
+  });
 });
 
 describe('engine max and reference max take the same axes', () => {

@@ -41,6 +41,8 @@ describe('concatRows and sliceRows', () => {
     const x = e.tensor([1, 2, 3, 4], [2, 2]);
     expect(() => sliceRows(x, 1, 1)).toThrow(/rows \[1, 1\) are not a non-empty range/);
     expect(() => sliceRows(x, 0, 3)).toThrow(/sliceRows/);
+    expect(() => sliceRows(x, '0' as never, 1))
+      .toThrow(/sliceRows: rows \["0", 1\) are not a non-empty range/);
     expect(() => concatRows([x, e.tensor([1, 2, 3], [1, 3])]))
       .toThrow(/tensor 1 \[1, 3\] does not match tensor 0 \[2, 2\] past axis 0/);
   });

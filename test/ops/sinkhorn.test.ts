@@ -156,6 +156,10 @@ describe('recording', () => {
       [() => sinkhorn(s, { iterations: 0 }), /sinkhorn: iterations must be an integer >= 1, got 0/],
       [() => sinkhorn(s, { iterations: 2.5 }),
         /sinkhorn: iterations must be an integer >= 1, got 2.5/],
+      [() => sinkhorn(s, { iterations: '3' as never }),
+        /sinkhorn: iterations must be an integer >= 1, got "3"/],
+      [() => sinkhorn(s, { schedule: 'fast' as never }),
+        /sinkhorn: schedule must be 'auto', 'small' or 'passes', got "fast"/],
       [() => sinkhorn(e.zeros([12])), /sinkhorn: scores must have rank 2, got .* \[12\]/],
       [() => sinkhorn(e.zeros([2, 3, 4])), /sinkhorn: scores must have rank 2, got .* \[2, 3, 4\]/],
     ];

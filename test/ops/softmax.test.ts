@@ -207,7 +207,14 @@ describe('argument checks', () => {
       [() => ops.softCrossEntropy(e.zeros([12]), e.zeros([12])),
         /softCrossEntropy: logits must have rank 2, got .* \[12\]/],
       [() => ops.softCrossEntropy(x, q, 1, { reduction: 'sum' as 'mean' }),
-        /softCrossEntropy: reduction must be 'mean' or 'none', got sum/],
+        /softCrossEntropy: reduction must be 'mean' or 'none', got "sum"/],
+      // A string is shown quoted: "got 0.5" read as if 0.5 itself had been refused.
+      [() => ops.softmax(x, '0.5' as never),
+        /softmax: temperature must be a finite number, got "0.5"$/],
+      [() => ops.logSoftmax(x, null as never),
+        /logSoftmax: temperature must be a finite number, got null$/],
+      [() => ops.softCrossEntropy(x, q, 1, { reduction: 1 as never }),
+        /softCrossEntropy: reduction must be 'mean' or 'none', got 1$/],
     ];
     for (const [f, msg] of bad) {
       expect(f).toThrow(OpArgumentError);

@@ -124,7 +124,8 @@ describe('topk argument errors', () => {
     const wide = e.zeros([1, 100], { name: 'wide' });
     expect(() => topk(wide, 65)).toThrow(NotSupportedError);
     expect(() => topk(wide, 65)).toThrow('topk: k = 65 is past the largest supported k (64');
-    expect(() => topk(3 as never, 1)).toThrow('topk: x must be a Tensor, got number');
+    expect(() => topk(3 as never, 1)).toThrow('topk: x must be a Tensor, got 3');
+    expect(() => topk(x, '2' as never)).toThrow('topk: k must be an integer >= 1, got "2"');
   });
 
   it('refuses rows past 2^24 columns, where f32 indices stop being exact', () => {
