@@ -1,7 +1,8 @@
 // SwAV's Sinkhorn-Knopp codes (shaders/sinkhorn.wgsl): no gradient, log domain, a few
 // dispatches per call.
 
-import { checkChoice, checkFinite, checkInt, checkRank, groups } from './util.js';
+import { checkChoice, checkFinite, checkInt, checkOptions, checkRank, groups,
+  type OptionsForm } from './util.js';
 import type { Tensor } from '../graph/tensor.js';
 
 /** Threads per workgroup of the column and row passes. */
@@ -26,6 +27,10 @@ export interface SinkhornOptions {
   schedule?: 'auto' | 'small' | 'passes';
 }
 
+/** The reference's sinkhorn(scores, eps, iters) passes two of them one by one. */
+const OPTIONS: OptionsForm = { call: 'sinkhorn(scores, {})',
+  keys: ['epsilon', 'iterations', 'schedule'], positional: ['epsilon', 'iterations'] };
+
 /**
  * Codes Q [B, K] from prototype scores [B, K], as SwAV's distributed_sinkhorn computes them:
  * Q = exp(scores / eps), normalised to mass 1, then `iterations` rounds of columns to 1/K and
@@ -34,6 +39,7 @@ export interface SinkhornOptions {
 export function sinkhorn(scores: Tensor, opts: SinkhornOptions = {}): Tensor {
   const op = 'sinkhorn';
   checkRank(op, 'scores', scores, [2]);
+  checkOptions(op, arguments, 1, OPTIONS);
   const eps = checkFinite(op, 'epsilon', opts.epsilon ?? 0.05, (e) => e > 0, 'must be > 0');
   const iterations = checkInt(op, 'iterations', opts.iterations ?? 3, 1);
   const schedule = checkChoice(op, 'schedule', opts.schedule ?? 'auto',

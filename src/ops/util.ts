@@ -105,6 +105,117 @@ export function checkChoice<T extends string>(op: string, name: string, v: unkno
   return v as T;
 }
 
+/** How an op takes its options object, for checkOptions and the messages it writes. */
+export interface OptionsForm {
+  /** The call as messages show it, `{}` where the options go: 'sinkhorn(scores, {})'. */
+  call: string;
+  /** Every key the op reads. */
+  keys: readonly string[];
+  /**
+   * The keys that values passed one by one in the options' place would stand for, in the
+   * order of the habit they come from (the reference's sinkhorn(scores, eps, iters),
+   * PyTorch's conv2d(x, w, bias, stride, padding, dilation)): the message then shows the
+   * object the caller meant.
+   */
+  positional?: readonly string[];
+  /** Whether the options may be left out; default true. */
+  optional?: boolean;
+}
+
+/**
+ * Checks the options argument `args[at]` of an op called from JavaScript, where nothing
+ * else does: it must be left out or a plain object of known keys, and nothing may follow
+ * it. Values passed one by one (sinkhorn(x, 0.5, 10)), an unknown key ({ strides: 2 },
+ * a close known key suggested) and trailing arguments are refused; a silent default
+ * would give other numbers than the caller asked for.
+ */
+export function checkOptions(op: string, args: ArrayLike<unknown>, at: number,
+  form: OptionsForm): void {
+  const opts = args[at];
+  const extra = Array.from(args).slice(at + 1);
+  const optional = form.optional ?? true;
+  if (isPlainObject(opts) && extra.every((v) => v === undefined)) {
+    checkKeys(op, 'options', opts, form.keys);
+    return;
+  }
+  if (opts === undefined && optional && extra.every((v) => v === undefined)) return;
+  const call = (inner: string) => form.call.replace('{}', `{ ${inner} }`);
+  if (isPlainObject(opts)) {
+    fail(op, `the options object must be the last argument, as in ${call('...')}; got ` +
+      `${extra.map(showValue).join(', ')} after it`);
+  }
+  const values = [opts, ...extra];
+  while (values.length > 1 && values.at(-1) === undefined) values.pop();
+  const got = opts === undefined && !optional ? 'nothing' : values.length > 1 ?
+    `${values.map(showValue).join(', ')} in their place` : showValue(opts);
+  // Numbers read as the values of the habit's keys; other things are not guessed at.
+  const named = form.positional && values.length <= form.positional.length &&
+    values.every((v) => typeof v === 'number');
+  const example = named ? values.map((v, i) => `${form.positional![i]}: ${showValue(v)}`)
+    : form.keys;
+  fail(op, `options must be one object, as in ${call(example.join(', '))}; got ${got}`);
+}
+
+/** A plain object whose keys are all among `keys` (a nested options object included). */
+export function checkKeys(op: string, name: string, v: unknown, keys: readonly string[]): void {
+  if (!isPlainObject(v)) {
+    fail(op, `${name} must be an object with keys among ${keys.join(', ')}, got ` +
+      showValue(v));
+  }
+  for (const key of Object.keys(v)) {
+    if (keys.includes(key)) continue;
+    const near = closestKey(key, keys);
+    const hint = near ? ` (did you mean ${JSON.stringify(near)}?)` : '';
+    const where = name === 'options' ? `option ${JSON.stringify(key)}` :
+      `key ${JSON.stringify(key)} in ${name}`;
+    fail(op, `unknown ${where}${hint}; ${name === 'options' ? op : name} takes ` +
+      keys.join(', '));
+  }
+}
+
+/**
+ * The known key a mistyped one most likely meant, ignoring case: one within an edit or two
+ * (strdie, stride), or one whose letters the other holds in order (eps, epsilon; transB,
+ * transposeB); the fewest edits wins. Null when none is close.
+ */
+function closestKey(key: string, keys: readonly string[]): string | null {
+  const a = key.toLowerCase();
+  let best: string | null = null;
+  let bestEdits = Infinity;
+  for (const known of keys) {
+    const b = known.toLowerCase();
+    const edits = editDistance(a, b);
+    const shorter = a.length < b.length ? a : b;
+    const near = edits <= Math.max(1, Math.min(2, Math.floor(Math.max(a.length, b.length) / 3)))
+      || (shorter.length >= 3 && (inOrder(a, b) || inOrder(b, a)));
+    if (near && edits < bestEdits) {
+      best = known;
+      bestEdits = edits;
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length];
+}
+
+/** Whether the letters of `a` appear in `b` in the same order. */
+function inOrder(a: string, b: string): boolean {
+  let j = 0;
+  for (const c of b) if (j < a.length && c === a[j]) j++;
+  return j === a.length;
+}
+
 /** NumPy broadcasting: the shape both operands broadcast to. */
 export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
   const n = Math.max(a.length, b.length);

@@ -134,6 +134,49 @@ describe('marginals', () => {
   });
 });
 
+describe('options', () => {
+  // Scores whose codes at eps 0.5 and 10 iterations differ from the defaults' (0.05, 3).
+  const S = [1, 2, 3, 4, 0.5, -1];
+  /** sinkhorn as plain JavaScript sees it: any arguments. */
+  const js = sinkhorn as (...args: unknown[]) => unknown;
+
+  it('refuses the reference\'s positional form sinkhorn(scores, eps, iters), showing the ' +
+    'object it meant', () => {
+    const s = engine().tensor(S, [2, 3]);
+    const f = () => js(s, 0.5, 10);
+    expect(f).toThrow(OpArgumentError);
+    expect(f).toThrow('sinkhorn: options must be one object, as in ' +
+      'sinkhorn(scores, { epsilon: 0.5, iterations: 10 }); got 0.5, 10 in their place');
+    expect(() => js(s, 0.5)).toThrow('sinkhorn: options must be one object, ' +
+      'as in sinkhorn(scores, { epsilon: 0.5 }); got 0.5');
+    expect(() => js(s, null)).toThrow('sinkhorn: options must be one object, ' +
+      'as in sinkhorn(scores, { epsilon, iterations, schedule }); got null');
+    expect(() => js(s, { epsilon: 0.5 }, 10)).toThrow('sinkhorn: the ' +
+      'options object must be the last argument, as in sinkhorn(scores, { ... }); got 10 after it');
+  });
+
+  it('refuses unknown keys, naming the closest known one', () => {
+    const s = engine().tensor(S, [2, 3]);
+    expect(() => js(s, { eps: 0.5 })).toThrow('sinkhorn: unknown option "eps" ' +
+      '(did you mean "epsilon"?); sinkhorn takes epsilon, iterations, schedule');
+    expect(() => js(s, { iters: 10 })).toThrow('sinkhorn: unknown option ' +
+      '"iters" (did you mean "iterations"?); sinkhorn takes epsilon, iterations, schedule');
+    expect(() => js(s, { epsilon: 0.5, temperature: 0.1 })).toThrow(
+      'sinkhorn: unknown option "temperature"; sinkhorn takes epsilon, iterations, schedule');
+  });
+
+  it('the object form gives the reference\'s codes for eps 0.5 and 10 iterations', async () => {
+    const e = engine();
+    const s = roundToF32({ shape: [2, 3], data: Float64Array.from(S) });
+    const q = await sinkhorn(upload(e, s), { epsilon: 0.5, iterations: 10 }).read();
+    expectClose(q, R.sinkhorn(s, 0.5, 10), codesTol(2, 3, 0.5, 10), 'eps 0.5, 10 iterations');
+    // Not the defaults' codes: with eps 0.05 the first code underflows to about 1e-27.
+    const d = await sinkhorn(upload(e, s), undefined).read();
+    expectClose(d, R.sinkhorn(s, 0.05, 3), codesTol(2, 3, 0.05, 3), 'defaults');
+    expect(Math.abs(q[0] - d[0])).toBeGreaterThan(1e-5);
+  });
+});
+
 describe('recording', () => {
   it('carries no gradient and takes 1 or 2 x iterations dispatches', async () => {
     const e = engine();
