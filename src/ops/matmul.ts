@@ -6,7 +6,8 @@ import { registerGrad } from '../graph/autodiff.js';
 import { Tensor, shapeStr } from '../graph/tensor.js';
 import { reluGrad } from './elementwise.js';
 import { reshape, sum, sumToShape } from './reduce.js';
-import { checkRank, checkTensor, fail, showValue } from './util.js';
+import { checkChoice, checkFlag, checkKeys, checkOptions, checkRank, checkTensor, fail,
+  optionKeys, showValue } from './util.js';
 
 /**
  * How the product is tiled. `register`: each invocation keeps TM x TN outputs in registers
@@ -54,6 +55,11 @@ export interface MatmulOptions {
   tiling?: MatmulTiling;
 }
 
+const OPTIONS = { call: 'matmul(a, b, {})', keys: optionKeys<MatmulOptions>({ transA: true,
+  transB: true, bias: true, relu: true, tiling: true }) };
+const TILING_KEYS = optionKeys<MatmulTiling>({ variant: true, TM: true, TN: true, WG_X: true,
+  WG_Y: true, BK: true });
+
 interface Geometry {
   /** Batch items the kernel loops over (1 when none or when the batch folds into M). */
   batch: number;
@@ -93,6 +99,8 @@ function geometry(a: Tensor, b: Tensor, tA: boolean, tB: boolean): Geometry {
 }
 
 function checkTiling(t: MatmulTiling): void {
+  checkKeys('matmul', 'options.tiling', t, TILING_KEYS);
+  checkChoice('matmul', 'tiling.variant', t.variant, ['register', 'shared']);
   // The shader's register arrays hold at most 16 rows and 8 columns.
   for (const [key, max] of [['TM', 16], ['TN', 8]] as const) {
     if (!Number.isInteger(t[key]) || t[key] < 1 || t[key] > max) {
@@ -110,12 +118,13 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   checkRank('matmul', 'a', a, [2, 3]);
   checkRank('matmul', 'b', b, [2, 3]);
   if (a.engine !== b.engine) fail('matmul', 'a and b belong to different engines');
-  const tA = opts.transA ?? false;
-  const tB = opts.transB ?? false;
-  const relu = opts.relu ?? false;
+  checkOptions('matmul', arguments, 2, OPTIONS);
+  const tA = checkFlag('matmul', 'transA', opts.transA, false);
+  const tB = checkFlag('matmul', 'transB', opts.transB, false);
+  const relu = checkFlag('matmul', 'relu', opts.relu, false);
   const g = geometry(a, b, tA, tB);
   const bias = opts.bias ?? null;
-  if (bias) {
+  if (bias !== null) {
     checkTensor('matmul', 'bias', bias);
     if (bias.rank !== 1 || bias.shape[0] !== g.n) {
       fail('matmul', `bias must be [${g.n}] (one value per output column), got ` +

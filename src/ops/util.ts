@@ -105,6 +105,14 @@ export function checkChoice<T extends string>(op: string, name: string, v: unkno
   return v as T;
 }
 
+/**
+ * The keys of an options interface, written once as { key: true, ... }: the compiler
+ * refuses a key the interface lacks and asks for every key it has.
+ */
+export function optionKeys<T>(keys: Record<keyof T, true>): readonly string[] {
+  return Object.keys(keys);
+}
+
 /** How an op takes its options object, for checkOptions and the messages it writes. */
 export interface OptionsForm {
   /** The call as messages show it, `{}` where the options go: 'sinkhorn(scores, {})'. */

@@ -5,6 +5,7 @@
 import { describe, it, expect } from 'vitest';
 import { matmul, REGISTER_TILING, SHARED_TILING, defaultMatmulTiling,
   type MatmulTiling } from '../../src/ops/matmul.js';
+import { OpArgumentError } from '../../src/gpu/errors.js';
 import { transpose2d } from '../../src/ops/transpose.js';
 import { relu } from '../../src/ops/elementwise.js';
 import { grad } from '../../src/node.js';
@@ -251,5 +252,50 @@ describe('matmul argument checks', () => {
       .toThrow(/matmul: tiling.TN must be an integer in 1..8, got "8"/);
     expect(() => transpose2d(e.zeros([2, 2, 2, 2])))
       .toThrow(/transpose2d: x must have rank 2 or 3/);
+  });
+});
+
+describe('matmul options from plain JavaScript', () => {
+  /** matmul as plain JavaScript sees it: any arguments. */
+  const js = matmul as (...args: unknown[]) => ReturnType<typeof matmul>;
+  const keys = 'matmul takes transA, transB, bias, relu, tiling';
+  const operands = () => {
+    const e = engine();
+    return { a: e.tensor([1, 2, 3, 4], [2, 2]), b: e.tensor([1, 2, 3, 4], [2, 2]),
+      bias: e.tensor([-12, 0], [2], { name: 'bias' }) };
+  };
+
+  it('an unknown key names the closest known one', () => {
+    const { a, b } = operands();
+    expect(() => js(a, b, { transposeB: true })).toThrow(OpArgumentError);
+    expect(() => js(a, b, { transposeB: true })).toThrow(
+      `matmul: unknown option "transposeB" (did you mean "transB"?); ${keys}`);
+    expect(() => js(a, b, { tiling: { ...REGISTER_TILING, tm: 4 } })).toThrow('matmul: ' +
+      'unknown key "tm" in options.tiling (did you mean "TM"?); options.tiling takes variant, ' +
+      'TM, TN, WG_X, WG_Y, BK');
+  });
+
+  it('options that are not one object, and values of the wrong type, are refused', () => {
+    const { a, b, bias } = operands();
+    const form = 'matmul(a, b, { transA, transB, bias, relu, tiling })';
+    expect(() => js(a, b, true)).toThrow(
+      `matmul: options must be one object, as in ${form}; got true`);
+    expect(() => js(a, b, bias)).toThrow(
+      `matmul: options must be one object, as in ${form}; got a Tensor (bias [2])`);
+    expect(() => js(a, b, { relu: 'yes' })).toThrow('matmul: relu must be true or false, ' +
+      'got "yes"');
+    expect(() => js(a, b, { transB: 1 })).toThrow('matmul: transB must be true or false, got 1');
+    expect(() => js(a, b, { bias: 0 })).toThrow('matmul: bias must be a Tensor, got 0');
+    expect(() => js(a, b, { tiling: { ...REGISTER_TILING, variant: 'Shared' } })).toThrow(
+      `matmul: tiling.variant must be 'register' or 'shared', got "Shared"`);
+  });
+
+  it('valid options still transpose, add the bias and apply relu', async () => {
+    const { a, b, bias } = operands();
+    // [[1, 2], [3, 4]] times itself: plain, b transposed, a transposed + bias + relu.
+    expect(Array.from(await js(a, b, {}).read())).toEqual([7, 10, 15, 22]);
+    expect(Array.from(await js(a, b, { transB: true }).read())).toEqual([5, 11, 11, 25]);
+    expect(Array.from(await js(a, b, { transA: true, bias, relu: true }).read()))
+      .toEqual([0, 14, 2, 20]);
   });
 });
