@@ -8,8 +8,8 @@ import type { EncodeContext, Tensor } from '../graph/tensor.js';
 import { shapeStr } from '../graph/tensor.js';
 import { isCpuAdapter } from '../gpu/acquire.js';
 import type { Engine } from '../graph/engine.js';
-import { checkFinite, checkFlag, checkRank, checkTensor, fail, groups, showValue,
-  vectorRange } from './util.js';
+import { checkFinite, checkFlag, checkKeys, checkOptions, checkRank, checkTensor, fail, groups,
+  optionKeys, showValue, vectorRange, type OptionsForm } from './util.js';
 
 /** Threads per workgroup of the per-element kernels (apply, dx). */
 const WG_ELEM = 64;
@@ -45,6 +45,7 @@ export function setBatchNormTiling(engine: Engine, t: BatchNormTiling | null): v
     forcedTiling.delete(engine);
     return;
   }
+  checkKeys('setBatchNormTiling', 'tiling', t, optionKeys<BatchNormTiling>({ RUN: true }));
   if (!Number.isInteger(t.RUN) || t.RUN < 1 || t.RUN > 1024) {
     fail('setBatchNormTiling', `RUN must be an integer in 1..1024, got ${showValue(t.RUN)}`);
   }
@@ -78,6 +79,10 @@ export interface BatchNormOptions {
   /** Applies max(y, 0) in the same kernel; the backward masks dy by y > 0. */
   relu?: boolean;
 }
+
+const OPTIONS: OptionsForm = { call: 'batchNorm(x, gamma, beta, {})', optional: false,
+  keys: optionKeys<BatchNormOptions>({ training: true, runningMean: true, runningVar: true,
+    momentum: true, eps: true, relu: true }) };
 
 interface Layout {
   C: number;
@@ -127,7 +132,7 @@ export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor,
   checkRank(op, 'x', x, [2, 4]);
   checkChannelVector(op, 'gamma', gamma, x);
   checkChannelVector(op, 'beta', beta, x);
-  if (typeof opts !== 'object' || opts === null) fail(op, 'options { training } are required');
+  checkOptions(op, arguments, 3, OPTIONS);
   if (typeof opts.training !== 'boolean') {
     fail(op, `options.training must be true or false, got ${showValue(opts.training)}`);
   }

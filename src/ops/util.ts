@@ -154,8 +154,11 @@ export function checkOptions(op: string, args: ArrayLike<unknown>, at: number,
   }
   const values = [opts, ...extra];
   while (values.length > 1 && values.at(-1) === undefined) values.pop();
-  const got = opts === undefined && !optional ? 'nothing' : values.length > 1 ?
-    `${values.map(showValue).join(', ')} in their place` : showValue(opts);
+  if (values.length === 1 && opts === undefined) {
+    fail(op, `options are required, as in ${call(form.keys.join(', '))}`);
+  }
+  const got = values.length > 1 ? `${values.map(showValue).join(', ')} in their place` :
+    showValue(opts);
   // Numbers read as the values of the habit's keys; other things are not guessed at.
   const named = form.positional && values.length <= form.positional.length &&
     values.every((v) => typeof v === 'number');

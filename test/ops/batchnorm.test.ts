@@ -421,3 +421,39 @@ describe('batchNorm argument checks', () => {
     });
   }
 });
+
+describe('batchNorm options from plain JavaScript', () => {
+  /** batchNorm as plain JavaScript sees it: any arguments. */
+  const js = batchNorm as (...args: unknown[]) => Tensor;
+  const keys = 'training, runningMean, runningVar, momentum, eps, relu';
+  // x [[1, 2], [3, 4]]: each column has mean +-1 around its own and biased variance 1.
+  const args = (e: Engine) => [e.tensor([1, 2, 3, 4], [2, 2]), e.tensor([1, 1], [2]),
+    e.tensor([0, 0], [2])];
+
+  it('options are required, one object, of known keys', () => {
+    const e = engine();
+    expect(() => js(...args(e))).toThrow(
+      `batchNorm: options are required, as in batchNorm(x, gamma, beta, { ${keys} })`);
+    expect(() => js(...args(e), true)).toThrow(
+      `batchNorm: options must be one object, as in batchNorm(x, gamma, beta, { ${keys} }); ` +
+      'got true');
+    expect(() => js(...args(e), { train: true })).toThrow(
+      `batchNorm: unknown option "train" (did you mean "training"?); batchNorm takes ${keys}`);
+    expect(() => js(...args(e), { training: true, running_mean: e.zeros([2]) })).toThrow(
+      'batchNorm: unknown option "running_mean" (did you mean "runningMean"?)');
+    expect(() => js(...args(e), { training: true }, 1e-3)).toThrow('batchNorm: the options ' +
+      'object must be the last argument, as in batchNorm(x, gamma, beta, { ... }); got 0.001 ' +
+      'after it');
+    expect(() => setBatchNormTiling(e, { run: 4 } as never)).toThrow('setBatchNormTiling: ' +
+      'unknown key "run" in tiling (did you mean "RUN"?); tiling takes RUN');
+  });
+
+  it('valid options still set eps and the fused relu', async () => {
+    const e = engine();
+    // (x - mean) / sqrt(1 + 3) = -+0.5, then relu.
+    expect(Array.from(await js(...args(e), { training: true, eps: 3 }).read()))
+      .toEqual([-0.5, -0.5, 0.5, 0.5]);
+    expect(Array.from(await js(...args(e), { training: true, eps: 3, relu: true }).read()))
+      .toEqual([0, 0, 0.5, 0.5]);
+  });
+});
