@@ -3,8 +3,8 @@
 
 import { registerGrad } from '../graph/autodiff.js';
 import type { Tensor } from '../graph/tensor.js';
-import { checkChoice, checkFinite, checkRank, checkSameShape, checkTensor, fail,
-  groups } from './util.js';
+import { checkChoice, checkFinite, checkOptions, checkRank, checkSameShape, checkTensor, fail,
+  groups, optionKeys } from './util.js';
 
 /** Threads per workgroup of every kernel here; a power of two (ce_mean's tree needs it). */
 const WG = 64;
@@ -15,6 +15,9 @@ export interface SoftCrossEntropyOptions {
   /** 'mean' (default): one value, the mean over rows; 'none': the [N] per-row losses. */
   reduction?: CrossEntropyReduction;
 }
+
+const CE_OPTIONS = { call: 'softCrossEntropy(logits, q, temperature, {})',
+  keys: optionKeys<SoftCrossEntropyOptions>({ reduction: true }) };
 
 function checkTemperature(op: string, temperature: unknown): number {
   return checkFinite(op, 'temperature', temperature, (t) => t > 0, 'must be > 0');
@@ -86,6 +89,7 @@ export function softCrossEntropy(logits: Tensor, q: Tensor, temperature = 1,
   checkSameShape(op, logits, q, 'logits', 'q');
   if (logits.engine !== q.engine) fail(op, 'logits and q belong to different engines');
   const T = checkTemperature(op, temperature);
+  checkOptions(op, arguments, 3, CE_OPTIONS);
   const reduction = checkChoice(op, 'reduction', opts.reduction ?? 'mean', ['mean', 'none']);
   const [rows, cols] = logits.shape;
   const [loss] = logits.engine.record({

@@ -186,8 +186,9 @@ export function checkKeys(op: string, name: string, v: unknown, keys: readonly s
 
 /**
  * The known key a mistyped one most likely meant, ignoring case: one within an edit or two
- * (strdie, stride), or one whose letters the other holds in order (eps, epsilon; transB,
- * transposeB); the fewest edits wins. Null when none is close.
+ * (strdie, stride), one whose letters the other holds in order (eps, epsilon; transB,
+ * transposeB), or one that starts the same way for half its length (reduce, reduction);
+ * the fewest edits wins. Null when none is close.
  */
 function closestKey(key: string, keys: readonly string[]): string | null {
   const a = key.toLowerCase();
@@ -197,8 +198,11 @@ function closestKey(key: string, keys: readonly string[]): string | null {
     const b = known.toLowerCase();
     const edits = editDistance(a, b);
     const shorter = a.length < b.length ? a : b;
+    let prefix = 0;
+    while (prefix < shorter.length && a[prefix] === b[prefix]) prefix++;
     const near = edits <= Math.max(1, Math.min(2, Math.floor(Math.max(a.length, b.length) / 3)))
-      || (shorter.length >= 3 && (inOrder(a, b) || inOrder(b, a)));
+      || (shorter.length >= 3 && (inOrder(a, b) || inOrder(b, a)))
+      || prefix >= Math.max(3, shorter.length / 2);
     if (near && edits < bestEdits) {
       best = known;
       bestEdits = edits;

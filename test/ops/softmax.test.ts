@@ -4,6 +4,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { OpArgumentError } from '../../src/gpu/errors.js';
+import type { Tensor } from '../../src/graph/tensor.js';
 import { grad } from '../../src/graph/autodiff.js';
 import * as ops from '../../src/ops/softmax.js';
 import { TOL, type Tolerance } from '../../src/reference/compare.js';
@@ -220,5 +221,36 @@ describe('argument checks', () => {
       expect(f).toThrow(OpArgumentError);
       expect(f).toThrow(msg);
     }
+  });
+});
+
+describe('softCrossEntropy options from plain JavaScript', () => {
+  /** softCrossEntropy as plain JavaScript sees it: any arguments. */
+  const js = ops.softCrossEntropy as (...args: unknown[]) => Tensor;
+  // Zero logits: every row's softmax is uniform over 4, so loss_i = (sum of q_i) ln 4.
+  const args = () => {
+    const e = engine();
+    return [e.zeros([3, 4]), e.tensor([1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0], [3, 4])];
+  };
+
+  it('an unknown key, a non-object and a trailing argument are refused', () => {
+    const form = 'softCrossEntropy(logits, q, temperature, { reduction })';
+    expect(() => js(...args(), 1, { reduce: 'none' })).toThrow(OpArgumentError);
+    expect(() => js(...args(), 1, { reduce: 'none' })).toThrow('softCrossEntropy: unknown ' +
+      'option "reduce" (did you mean "reduction"?); softCrossEntropy takes reduction');
+    expect(() => js(...args(), 1, 'none')).toThrow(
+      `softCrossEntropy: options must be one object, as in ${form}; got "none"`);
+    expect(() => js(...args(), { reduction: 'none' })).toThrow('softCrossEntropy: temperature ' +
+      'must be a finite number, got { reduction: "none" }');
+    expect(() => js(...args(), 1, {}, 'none')).toThrow('softCrossEntropy: the options object ' +
+      'must be the last argument');
+  });
+
+  it('valid options still choose the reduction', async () => {
+    const ln4 = Math.log(4);
+    const rows = await js(...args(), 1, { reduction: 'none' }).read();
+    expectClose(rows, Float64Array.from([ln4, 2 * ln4, 0]), TOL.f32Reduction(4), 'per row');
+    const mean = await js(...args(), 1, {}).read();
+    expectClose(mean, Float64Array.from([ln4]), TOL.f32Reduction(4), 'mean');
   });
 });
