@@ -1,7 +1,7 @@
 // SwAV's Sinkhorn-Knopp codes (shaders/sinkhorn.wgsl): no gradient, log domain, a few
 // dispatches per call.
 
-import { checkChoice, checkFinite, checkInt, checkOptions, checkRank, groups,
+import { checkChoice, checkFinite, checkInt, checkOptions, checkRank, groups, optionKeys,
   type OptionsForm } from './util.js';
 import type { Tensor } from '../graph/tensor.js';
 
@@ -29,7 +29,8 @@ export interface SinkhornOptions {
 
 /** The reference's sinkhorn(scores, eps, iters) passes two of them one by one. */
 const OPTIONS: OptionsForm = { call: 'sinkhorn(scores, {})',
-  keys: ['epsilon', 'iterations', 'schedule'], positional: ['epsilon', 'iterations'] };
+  keys: optionKeys<SinkhornOptions>({ epsilon: true, iterations: true, schedule: true }),
+  positional: ['epsilon', 'iterations'] };
 
 /**
  * Codes Q [B, K] from prototype scores [B, K], as SwAV's distributed_sinkhorn computes them:
