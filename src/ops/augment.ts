@@ -3,7 +3,8 @@
 
 import type { RefCropParams } from '../reference/augment.js';
 import { Tensor } from '../graph/tensor.js';
-import { checkFinite, checkInt, checkTensor, fail, showValue } from './util.js';
+import { checkFinite, checkFlag, checkInt, checkKeys, checkOptions, checkTensor, fail,
+  optionKeys, showValue } from './util.js';
 
 /** Invocations per workgroup; one workgroup makes one crop. */
 const WG = 64;
@@ -46,6 +47,11 @@ export interface MultiCropOptions {
   std?: number;
 }
 
+const OPTIONS = { call: 'multiCrop(images, indices, params, {})', optional: false,
+  keys: optionKeys<MultiCropOptions>({ size: true, mean: true, std: true }) };
+const CROP_KEYS = optionKeys<CropParams>({ x0: true, y0: true, w: true, h: true, flip: true,
+  brightness: true, contrast: true, contrastFirst: true, sigma: true });
+
 /** Blur taps each side: ceil(3 sigma) of the float32 sigma the kernel is given. */
 function radiusOf(sigma: number): number {
   return sigma > 0 ? Math.ceil(3 * Math.fround(sigma)) : 0;
@@ -53,6 +59,9 @@ function radiusOf(sigma: number): number {
 
 function checkCrop(op: string, n: number, c: CropParams, height: number, width: number): void {
   const at = `crop ${n}`;
+  checkKeys(op, at, c, CROP_KEYS);
+  checkFlag(op, `${at}: flip`, c.flip, false);
+  checkFlag(op, `${at}: contrastFirst`, c.contrastFirst, false);
   for (const k of ['x0', 'y0', 'w', 'h'] as const) {
     if (!Number.isInteger(c[k])) fail(op, `${at}: ${k} must be an integer, got ${showValue(c[k])}`);
   }
@@ -153,8 +162,9 @@ export function multiCrop(images: PackedImages, indices: Tensor | ArrayLike<numb
   params: Tensor | Float32Array | readonly CropParams[], opts: MultiCropOptions): Tensor {
   const op = 'multiCrop';
   checkImages(op, images);
+  checkOptions(op, arguments, 3, OPTIONS);
   const engine = images.tensor.engine;
-  const size = checkInt(op, 'size', opts?.size, 1);
+  const size = checkInt(op, 'size', opts.size, 1);
   const mean = checkFinite(op, 'mean', opts.mean ?? 0);
   const std = checkFinite(op, 'std', opts.std ?? 1, (v) => v > 0, 'must be > 0');
   const { count, height, width } = images;

@@ -319,6 +319,31 @@ describe('multiCrop: bad arguments', () => {
       'multiCrop: std must be > 0, got 0');
   });
 
+  it('options and crops from plain JavaScript: one object each, of known keys', () => {
+    const js = multiCrop as (...args: unknown[]) => unknown;
+    const form = 'multiCrop(images, indices, params, { size, mean, std })';
+    expect(() => js(imgs(), [0], [box])).toThrow(`multiCrop: options are required, as in ${form}`);
+    expect(() => js(imgs(), [0], [box], 4)).toThrow(
+      `multiCrop: options must be one object, as in ${form}; got 4`);
+    expect(() => js(imgs(), [0], [box], { size: 4, std_dev: 0.5 })).toThrow('multiCrop: unknown ' +
+      'option "std_dev" (did you mean "std"?); multiCrop takes size, mean, std');
+    // A flip or contrast order under another name was dropped; a string flip read as true.
+    expect(() => js(imgs(), [0], [{ ...box, contrast_first: true }], { size: 4 })).toThrow(
+      'multiCrop: unknown key "contrast_first" in crop 0 (did you mean "contrastFirst"?); ' +
+      'crop 0 takes x0, y0, w, h, flip, brightness, contrast, contrastFirst, sigma');
+    expect(() => js(imgs(), [0], [box, { ...box, flip: 'no' }], { size: 4 })).toThrow(
+      'multiCrop: crop 1: flip must be true or false, got "no"');
+    expect(() => packCrops([{ ...box, flop: true } as CropParams], 5, 6)).toThrow(
+      'packCrops: unknown key "flop" in crop 0 (did you mean "flip"?)');
+  });
+
+  it('valid options still normalise: (v - mean) / std', async () => {
+    const plainCrop = await multiCrop(imgs(), [1], [box], { size: 3 }).read();
+    const normed = await multiCrop(imgs(), [1], [box], { size: 3, mean: 0.5, std: 0.25 }).read();
+    expectClose(normed, Float64Array.from(plainCrop, (v) => (v - 0.5) / 0.25),
+      { atol: 4 * U, rtol: 4 * U }, 'normalised crop');
+  });
+
   it('crop count must be a multiple of the batch; packed params must be [N, 10]', () => {
     expect(() => multiCrop(imgs(), [0, 1], [box, box, box], { size: 4 })).toThrow(
       'multiCrop: 3 crops is not a multiple of the 2 indices (crop n takes image ' +
