@@ -6,9 +6,9 @@ import type { Engine } from '../graph/engine.js';
 import type { Tensor } from '../graph/tensor.js';
 import type { BufferRange } from '../gpu/context.js';
 import { sumToShape } from './reduce.js';
-import { broadcastShapes, broadcastStrides, checkFinite, checkTensor, collapseDims, fail,
-  vectorRange,
-  groups, showValue } from './util.js';
+import { broadcastShapes, broadcastStrides, checkFinite, checkKeys, checkTensor, collapseDims,
+  fail, vectorRange,
+  groups, optionKeys, showValue } from './util.js';
 
 /**
  * Threads per workgroup and consecutive elements per thread. On lavapipe a thread that
@@ -41,6 +41,8 @@ export function setElementwiseTiling(engine: Engine, t: ElementwiseTiling | null
     forced.delete(engine);
     return;
   }
+  checkKeys('setElementwiseTiling', 'tiling', t,
+    optionKeys<ElementwiseTiling>({ WG: true, VPT: true }));
   for (const key of ['WG', 'VPT'] as const) {
     if (!Number.isInteger(t[key]) || t[key] < 1 || t[key] > 1024) {
       fail('setElementwiseTiling', `${key} must be an integer in 1..1024, got ` +

@@ -5,7 +5,8 @@ import { registerGrad } from '../graph/autodiff.js';
 import type { Tensor, Shape } from '../graph/tensor.js';
 import { shapeStr } from '../graph/tensor.js';
 import { elementwiseTilingOf } from './elementwise.js';
-import { broadcastStrides, checkTensor, collapseDims, fail, groups, showValue } from './util.js';
+import { broadcastStrides, checkFlag, checkTensor, collapseDims, fail, groups,
+  showValue } from './util.js';
 
 const WG = 64;
 /** Past this many elements per output, and with few outputs, split into chunks. */
@@ -17,6 +18,9 @@ const CHUNK = 1024;
  * is a caller's mistake that a silent de-duplication would hide.
  */
 function normAxes(op: string, x: Tensor, axes: number | readonly number[] | undefined): number[] {
+  if (axes !== undefined && typeof axes !== 'number' && !Array.isArray(axes)) {
+    fail(op, `axes must be an axis, an array of axes or undefined (all), got ${showValue(axes)}`);
+  }
   const list = axes === undefined ? x.shape.map((_, i) => i) : typeof axes === 'number' ? [axes] :
     [...axes];
   const out: number[] = [];
@@ -69,6 +73,7 @@ function reduceOp(op: 'sum' | 'mean' | 'max', x: Tensor, axesIn: number | readon
   undefined, keepDims: boolean): Tensor {
   checkTensor(op, 'x', x);
   const axes = normAxes(op, x, axesIn);
+  checkFlag(op, 'keepDims', keepDims, false);
   const { keptShape, nOut, nRed, uniforms } = reduction(op, x, axes);
   const outShape = keepDims ? x.shape.map((d, i) => (axes.includes(i) ? 1 : d)) : keptShape;
   const scale = op === 'mean' ? 1 / nRed : 1;

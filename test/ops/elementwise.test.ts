@@ -241,6 +241,9 @@ describe('elementwise tilings', () => {
       .toThrow(/setElementwiseTiling: VPT must be an integer in 1..1024, got 0/);
     expect(() => ops.setElementwiseTiling(engine(), { WG: '64' as never, VPT: 1 }))
       .toThrow(/setElementwiseTiling: WG must be an integer in 1..1024, got "64"/);
+    expect(() => ops.setElementwiseTiling(engine(), { WG: 64, vpt: 16 } as never))
+      .toThrow('setElementwiseTiling: unknown key "vpt" in tiling (did you mean "VPT"?); ' +
+        'tiling takes WG, VPT');
   });
 });
 

@@ -40,6 +40,19 @@ describe('repeated axes', () => {
     const x = engine().tensor([1, 2, 3, 4, 5, 6], [2, 3], { name: 'x' });
     expect(() => red.sum(x, ['1'] as never)).toThrow('sum: axis "1" is out of range for x [2, 3]');
   });
+
+  it('axes and keepDims of other types are refused; valid ones still reduce', async () => {
+    const x = engine().tensor([1, 2, 3, 4, 5, 6], [2, 3], { name: 'x' });
+    // An object of options was not iterable (a raw TypeError); a string keepDims read as true.
+    expect(() => red.sum(x, { axes: [0] } as never)).toThrow(OpArgumentError);
+    expect(() => red.sum(x, { axes: [0] } as never)).toThrow('sum: axes must be an axis, an ' +
+      'array of axes or undefined (all), got { axes: [0] }');
+    expect(() => red.mean(x, 0, 'false' as never)).toThrow(
+      'mean: keepDims must be true or false, got "false"');
+    const kept = red.sum(x, 0, true);
+    expect([...kept.shape]).toEqual([1, 3]);
+    expect(Array.from(await kept.read())).toEqual([5, 7, 9]);
+  });
 });
 
 describe('engine max and reference max take the same axes', () => {
