@@ -73,7 +73,9 @@ export class Conv2d extends Module {
   }
 
   forward(x: Tensor): Tensor {
-    return conv2d(x, this.weight, this.bias, this.opts);
+    // The convolution's own options; bias and name are the layer's.
+    const { stride, padding, dilation, tiling } = this.opts;
+    return conv2d(x, this.weight, this.bias, { stride, padding, dilation, tiling });
   }
 }
 
