@@ -6,7 +6,8 @@ import type { BufferRange } from '../gpu/context.js';
 import { registerGrad } from '../graph/autodiff.js';
 import { Tensor, shapeStr, type EncodeContext } from '../graph/tensor.js';
 import { sum } from './reduce.js';
-import { checkTensor, fail, groups, showValue, vectorRange } from './util.js';
+import { checkKeys, checkOptions, checkTensor, fail, groups, optionKeys, showValue,
+  vectorRange, type OptionsForm } from './util.js';
 
 export interface Conv2dOptions {
   /** Step between output pixels, a number or [h, w]; default 1. */
@@ -65,6 +66,25 @@ export interface ConvTiling {
  * candidate the tuner times on GPUs only).
  */
 export type ConvForwardKernel = 'generic' | 'rows' | 'shared';
+
+const OPTION_KEYS = optionKeys<Conv2dOptions>({ stride: true, padding: true, dilation: true,
+  tiling: true });
+const TILING_KEYS = optionKeys<ConvTiling>({ TM: true, TN: true, WG_X: true, WG_Y: true,
+  forward: true, BK: true, VEC: true, inputGrad: true });
+
+/**
+ * Checks the options argument args[at] of a conv op and a forced tiling's keys; values
+ * passed one by one are read in PyTorch's order, F.conv2d(x, w, bias, stride, padding,
+ * dilation).
+ */
+function checkConvOptions(op: string, args: ArrayLike<unknown>, at: number, call: string):
+  void {
+  const form: OptionsForm = { call, keys: OPTION_KEYS,
+    positional: ['stride', 'padding', 'dilation'] };
+  checkOptions(op, args, at, form);
+  const tiling = (args[at] as Conv2dOptions | undefined)?.tiling;
+  if (tiling !== undefined) checkKeys(op, 'options.tiling', tiling, TILING_KEYS);
+}
 
 /** The three kernels a tiling can be timed and chosen for. */
 export type ConvPass = 'forward' | 'backwardInput' | 'backwardWeight';
@@ -264,9 +284,13 @@ export function conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts: Conv2dOp
   if (x.rank !== 4) fail('conv2d', `x must be [N, C, H, W], got ${x.describe()}`);
   if (w.rank !== 4) fail('conv2d', `w must be [O, C, KH, KW], got ${w.describe()}`);
   if (x.engine !== w.engine) fail('conv2d', 'x and w belong to different engines');
+  if (bias !== null && bias !== undefined && !(bias instanceof Tensor)) {
+    fail('conv2d', `bias must be a Tensor, null or undefined, got ${showValue(bias)}; the ` +
+      `options come fourth: conv2d(x, w, null, { ${OPTION_KEYS.join(', ')} })`);
+  }
+  checkConvOptions('conv2d', arguments, 3, 'conv2d(x, w, bias, {})');
   const g = geometry('conv2d', x.shape, w.shape, opts);
   if (bias !== null && bias !== undefined) {
-    checkTensor('conv2d', 'bias', bias);
     if (bias.rank !== 1 || bias.shape[0] !== g.O) {
       fail('conv2d', `bias must be [${g.O}] (one value per output channel of w ` +
         `${shapeStr(w.shape)}), got ${bias.describe()}`);
@@ -449,6 +473,7 @@ export function conv2dBackwardInput(dy: Tensor, w: Tensor, xShape: readonly numb
   opts: Conv2dOptions = {}): Tensor {
   const op = 'conv2dBackwardInput';
   checkTensor(op, 'w', w);
+  checkConvOptions(op, arguments, 3, 'conv2dBackwardInput(dy, w, xShape, {})');
   if (xShape.length !== 4 || w.rank !== 4) {
     fail(op, `x must be [N, C, H, W] and w [O, C, KH, KW], got ${shapeStr(xShape)} and ` +
       `${w.describe()}`);
@@ -500,6 +525,7 @@ export function conv2dBackwardWeight(dy: Tensor, x: Tensor, wShape: readonly num
   opts: Conv2dOptions = {}): Tensor {
   const op = 'conv2dBackwardWeight';
   checkTensor(op, 'x', x);
+  checkConvOptions(op, arguments, 3, 'conv2dBackwardWeight(dy, x, wShape, {})');
   if (x.rank !== 4 || wShape.length !== 4) {
     fail(op, `x must be [N, C, H, W] and w [O, C, KH, KW], got ${x.describe()} and ` +
       `${shapeStr(wShape)}`);

@@ -5,7 +5,7 @@
 
 import { describe, it, expect } from 'vitest';
 import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, CONV_CPU_TILING, CONV_GPU_TILING,
-  CONV_SHARED_TILING,
+  CONV_SHARED_TILING, convTuneKey,
   defaultConvTiling, type ConvTiling } from '../../src/ops/conv.js';
 import { OpArgumentError } from '../../src/gpu/errors.js';
 import { assign } from '../../src/ops/shape.js';
@@ -480,5 +480,64 @@ describe('conv2d argument checks', () => {
       /conv2dBackwardInput: dy must have the output shape \[2, 4, 6, 6\], got .*\[2, 4, 6, 7\]/);
     bad(() => conv2dBackwardWeight(e.zeros([2, 4, 6, 6]), x, [4, 3, 3, 3], { padding: 1 }),
       /conv2dBackwardWeight: dy must have the output shape \[2, 4, 8, 8\], got .*\[2, 4, 6, 6\]/);
+  });
+});
+
+describe('conv2d options from plain JavaScript', () => {
+  // x [1, 1, 4, 4] = 0..15 and a 2x2 kernel summing a pixel and its lower-right neighbour:
+  // at stride 2 the output is x[2i, 2j] + x[2i + 1, 2j + 1] = 16 i + 4 j + 5.
+  const inputs = () => {
+    const e = engine();
+    return { x: e.tensor(Array.from({ length: 16 }, (_, i) => i), [1, 1, 4, 4]),
+      w: e.tensor([1, 0, 0, 1], [1, 1, 2, 2]) };
+  };
+  /** The ops as plain JavaScript sees them: any arguments. */
+  const js = conv2d as (...args: unknown[]) => Tensor;
+  const keys = 'conv2d takes stride, padding, dilation, tiling';
+
+  it('values in the options\' place are refused, shown as the object PyTorch\'s order means',
+    () => {
+      const { x, w } = inputs();
+      expect(() => js(x, w, null, 2)).toThrow(OpArgumentError);
+      expect(() => js(x, w, null, 2)).toThrow('conv2d: options must be one object, as in ' +
+        'conv2d(x, w, bias, { stride: 2 }); got 2');
+      expect(() => js(x, w, null, 2, 1)).toThrow('conv2d: options must be one object, as in ' +
+        'conv2d(x, w, bias, { stride: 2, padding: 1 }); got 2, 1 in their place');
+      expect(() => js(x, w, null, { stride: 2 }, 1)).toThrow('conv2d: the options object must ' +
+        'be the last argument, as in conv2d(x, w, bias, { ... }); got 1 after it');
+      expect(() => js(x, w, { stride: 2 })).toThrow('conv2d: bias must be a Tensor, null or ' +
+        'undefined, got { stride: 2 }; the options come fourth: conv2d(x, w, null, { stride, ' +
+        'padding, dilation, tiling })');
+    });
+
+  it('unknown keys are refused, with the closest known one', () => {
+    const { x, w } = inputs();
+    expect(() => js(x, w, null, { strides: 2 })).toThrow(
+      `conv2d: unknown option "strides" (did you mean "stride"?); ${keys}`);
+    expect(() => js(x, w, null, { bias: w })).toThrow(`conv2d: unknown option "bias"; ${keys}`);
+    expect(() => js(x, w, null, { tiling: { ...CONV_CPU_TILING, tm: 8 } })).toThrow(
+      'conv2d: unknown key "tm" in options.tiling (did you mean "TM"?); options.tiling takes ' +
+      'TM, TN, WG_X, WG_Y, forward, BK, VEC, inputGrad');
+  });
+
+  it('the gradient ops check theirs too', () => {
+    const { x, w } = inputs();
+    const dy = x.engine.zeros([1, 1, 3, 3]);
+    expect(() => (conv2dBackwardInput as (...a: unknown[]) => Tensor)(dy, w, [1, 1, 4, 4], 2))
+      .toThrow('conv2dBackwardInput: options must be one object, as in ' +
+        'conv2dBackwardInput(dy, w, xShape, { stride: 2 }); got 2');
+    expect(() => conv2dBackwardWeight(dy, x, [1, 1, 2, 2], { pad: 1 } as never)).toThrow(
+      'conv2dBackwardWeight: unknown option "pad" (did you mean "padding"?); ' +
+      'conv2dBackwardWeight takes stride, padding, dilation, tiling');
+  });
+
+  it('the object form still strides, pads and tunes', async () => {
+    const { x, w } = inputs();
+    expect(Array.from(await js(x, w, null, { stride: 2 }).read())).toEqual([5, 9, 21, 25]);
+    expect(Array.from(await js(x, w, undefined, { stride: [2, 3] }).read())).toEqual([5, 21]);
+    expect(Array.from(await js(x, w, null).read())).toEqual(
+      [5, 7, 9, 13, 15, 17, 21, 23, 25]);
+    expect(convTuneKey('forward', [1, 1, 4, 4], [1, 1, 2, 2], { stride: 2 }))
+      .toBe('conv2d.forward x1x1x4x4 w1x1x2x2 s2,2 p0,0 d1,1');
   });
 });
