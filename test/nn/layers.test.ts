@@ -74,7 +74,7 @@ describe('Conv2d', () => {
     refuses(() => new Conv2d(e, 1, 2, 3, rng(), { tiling: { ...cpu, WG_X: 64, WG_Y: 8 } }),
       'Conv2d "conv": tiling.WG_X * tiling.WG_Y must be at most 256 invocations, got 64 x 8');
     refuses(() => new Conv2d(e, 1, 2, 3, rng(), { tiling: { ...cpu, VEC: 4 } }),
-      'Conv2d "conv": tiling.VEC (4) applies to forward \'rows\' only, got forward "by default"');
+      'Conv2d "conv": tiling.VEC (4) applies to forward \'rows\' only, got forward by default');
     refuses(() => new Conv2d(e, 1, 2, 3, rng(), { tiling: { ...cpu, TM: 17 } }),
       'Conv2d "conv": tiling.TM must be an integer in 1..16, got 17');
     refuses(() => new Conv2d(e, 1, 2, 3, rng(), { tiling: 'fast' as never }),
