@@ -5,7 +5,8 @@ import { NotSupportedError } from '../gpu/errors.js';
 import { registerGrad } from '../graph/autodiff.js';
 import type { Shape, Tensor } from '../graph/tensor.js';
 import { shapeStr } from '../graph/tensor.js';
-import { checkRank, fail, groups } from './util.js';
+import { checkOptions, checkRank, fail, groups, optionKeys, showValue, type OptionsForm }
+  from './util.js';
 
 /** Threads per workgroup. */
 const WG = 64;
@@ -34,18 +35,22 @@ interface Geometry {
   n_in: number; n_out: number;
 }
 
+const OPTIONS: OptionsForm = { call: 'maxPool2d(x, {})', optional: false,
+  keys: optionKeys<MaxPool2dOptions>({ kernel: true, stride: true, padding: true }),
+  positional: ['kernel', 'stride', 'padding'] };
+
 function pair(op: string, name: string, v: unknown, min: number): [number, number] {
   const p = typeof v === 'number' ? [v, v] : Array.isArray(v) && v.length === 2 ? v : null;
   if (!p || !p.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= min)) {
     fail(op, `${name} must be an integer >= ${min} or a pair [h, w] of them, got ` +
-      `${JSON.stringify(v)}`);
+      showValue(v));
   }
   return [p[0] as number, p[1] as number];
 }
 
 function geometry(op: string, x: Tensor, opts: MaxPool2dOptions): Geometry {
   checkRank(op, 'x', x, [4]);
-  if (typeof opts !== 'object' || opts === null) fail(op, 'options { kernel } are required');
+  if (opts.kernel === undefined) fail(op, 'options { kernel } are required');
   const [kh, kw] = pair(op, 'kernel', opts.kernel, 1);
   const [sh, sw] = opts.stride === undefined ? [kh, kw] : pair(op, 'stride', opts.stride, 1);
   const [ph, pw] = opts.padding === undefined ? [0, 0] : pair(op, 'padding', opts.padding, 0);
@@ -110,6 +115,7 @@ registerGrad('globalAvgPool', ({ inputs: [x], grads: [dy] }) => {
  */
 export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
   const op = 'maxPool2d';
+  checkOptions(op, arguments, 1, OPTIONS);
   const g = geometry(op, x, opts);
   const outShape: Shape = [g.N, g.C, g.OH, g.OW];
   const [y] = x.engine.record({

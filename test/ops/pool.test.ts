@@ -169,7 +169,7 @@ describe('maxPool2d argument checks', () => {
     ['fractional stride', (x) => maxPool2d(x, { kernel: 2, stride: 1.5 }),
       /maxPool2d: stride must be an integer >= 1 .*got 1.5/],
     ['kernel of three numbers', (x) => maxPool2d(x, { kernel: [2, 2, 2] as never }),
-      /maxPool2d: kernel must be .*got \[2,2,2\]/],
+      /maxPool2d: kernel must be .*got \[2, 2, 2\]/],
     ['negative padding', (x) => maxPool2d(x, { kernel: 3, padding: -1 }),
       /maxPool2d: padding must be an integer >= 0 .*got -1/],
     ['padding past half the kernel', (x) => maxPool2d(x, { kernel: [3, 2], padding: [1, 2] }),
@@ -177,7 +177,14 @@ describe('maxPool2d argument checks', () => {
     ['kernel larger than x', (x) => maxPool2d(x, { kernel: [7, 2] }),
       /maxPool2d: kernel \[7, 2\] with padding \[0, 0\] does not fit x .*\[2, 3, 5, 6\]/],
     ['no options', (x) => maxPool2d(x, undefined as never),
-      /maxPool2d: options \{ kernel \} are required/],
+      /maxPool2d: options are required, as in maxPool2d\(x, \{ kernel, stride, padding \}\)/],
+    ['no kernel', (x) => maxPool2d(x, {} as never), /maxPool2d: options \{ kernel \} are required/],
+    // { strides: 1 } ran at the default stride (the kernel's); numbers in the options' place
+    // are shown as the object they meant.
+    ['a misspelt key', (x) => maxPool2d(x, { kernel: 2, strides: 1 } as never),
+      /unknown option "strides" \(did you mean "stride"\?\); maxPool2d takes kernel, stride/],
+    ['values one by one', (x) => (maxPool2d as (...a: unknown[]) => Tensor)(x, 2, 1),
+      /options must be one object, as in maxPool2d\(x, \{ kernel: 2, stride: 1 \}\); got 2, 1/],
     ['indices of something else', (x) => maxPool2dIndices(globalAvgPool(x)),
       /maxPool2dIndices: .* is not the output of maxPool2d/],
   ];
