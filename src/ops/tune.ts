@@ -10,7 +10,7 @@ import type { Tensor } from '../graph/tensor.js';
 import { conv2d, conv2dBackwardInput, conv2dBackwardWeight, convTuneKey, CONV_CPU_TILING,
   CONV_GPU_TILING, CONV_SHARED_TILING, type ConvPass, type ConvTiling } from './conv.js';
 import { matmul, REGISTER_TILING, SHARED_TILING, type MatmulTiling } from './matmul.js';
-import { fail } from './util.js';
+import { checkOptions, fail, optionKeys, showValue } from './util.js';
 
 /** The variants tried: both families and a smaller register tile. */
 export const MATMUL_CANDIDATES: readonly MatmulTiling[] = [
@@ -36,17 +36,19 @@ export interface TuneResult {
 /** Timed rounds must be a whole number of at least one: a median of none is no choice. */
 function checkReps(fn: string, reps: number): number {
   if (!Number.isInteger(reps) || reps < 1) {
-    fail(fn, `reps must be an integer >= 1, got ${String(reps)}`);
+    fail(fn, `reps must be an integer >= 1, got ${showValue(reps)}`);
   }
   return reps;
 }
 
 /** Times every candidate tiling and sets the fastest as this adapter's matmul tiling. */
 export async function tuneMatmul(engine: Engine, opts: TuneOptions = {}): Promise<TuneResult> {
+  checkOptions('tuneMatmul', arguments, 1, { call: 'tuneMatmul(engine, {})',
+    keys: optionKeys<TuneOptions>({ size: true, reps: true }) });
   const n = opts.size ?? 384;
   const reps = checkReps('tuneMatmul', opts.reps ?? 5);
   if (!Number.isInteger(n) || n < 1) {
-    fail('tuneMatmul', `size must be a positive integer, got ${String(n)}`);
+    fail('tuneMatmul', `size must be a positive integer, got ${showValue(n)}`);
   }
   const data = new Float32Array(n * n).map((_, i) => ((i * 7919) % 1000) / 1000 - 0.5);
   const a = engine.tensor(data, [n, n], { name: 'tune a' });
@@ -145,10 +147,10 @@ export function checkConvShapes(fn: string, shapes: readonly ConvShape[]): void 
     fail(fn, 'shapes must be an array of { x, w } shapes');
   }
   shapes.forEach((s, i) => {
-    if (typeof s !== 'object' || s === null) bad(i, `must be { x, w, ... }, got ${String(s)}`);
+    if (typeof s !== 'object' || s === null) bad(i, `must be { x, w, ... }, got ${showValue(s)}`);
     for (const [name, rule] of [['x', '[N, C, H, W]'], ['w', '[O, C, KH, KW]']] as const) {
       const given: unknown = s[name];
-      if (!Array.isArray(given)) bad(i, `${name} must be an array ${rule}, got ${String(given)}`);
+      if (!Array.isArray(given)) bad(i, `${name} must be an array ${rule}, got ${showValue(given)}`);
       const v = given as unknown[];
       if (v.length !== 4) {
         bad(i, `${name} ${dims(v)} must be ${rule} (rank 4), got rank ${v.length}`);
@@ -171,7 +173,7 @@ export function checkConvShapes(fn: string, shapes: readonly ConvShape[]): void 
       }
     }
     if (s.needDx !== undefined && typeof s.needDx !== 'boolean') {
-      bad(i, `needDx must be true or false, got ${String(s.needDx)}`);
+      bad(i, `needDx must be true or false, got ${showValue(s.needDx)}`);
     }
   });
 }
@@ -195,6 +197,8 @@ function seeded(n: number, seed: number): Float32Array {
  */
 export async function tuneConv2d(engine: Engine, shapes: readonly ConvShape[],
   opts: { reps?: number } = {}): Promise<ConvTuneResult[]> {
+  checkOptions('tuneConv2d', arguments, 2, { call: 'tuneConv2d(engine, shapes, {})',
+    keys: ['reps'] });
   // Five rounds: the variants of a layer are often within 10% of each other, about the
   // noise of one round here (the default model's 46 passes tune in about 12 s on lavapipe).
   const reps = checkReps('tuneConv2d', opts.reps ?? 5);

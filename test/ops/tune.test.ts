@@ -44,6 +44,12 @@ describe('tuneMatmul', () => {
         `tuneConv2d: reps must be an integer >= 1, got ${reps}`);
     }
     await refused(tuneMatmul(e, { size: 0 }), 'tuneMatmul: size must be a positive integer, got 0');
+    await refused(tuneMatmul(e, { size: '64' as never }),
+      'tuneMatmul: size must be a positive integer, got "64"');
+    await refused(tuneMatmul(e, { rep: 3 } as never),
+      'tuneMatmul: unknown option "rep" (did you mean "reps"?)');
+    await refused(tuneConv2d(e, [{ x: [1, 1, 4, 4], w: [2, 1, 3, 3] }], 3 as never),
+      'tuneConv2d: options must be one object, as in tuneConv2d(engine, shapes, { reps })');
     expect(e.gpu.tuned.has('matmul')).toBe(false);
     expect([...e.gpu.tuned.keys()].some((k) => k.includes('x1x1x4x4'))).toBe(false);
   });
