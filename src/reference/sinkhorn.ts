@@ -12,7 +12,27 @@ import { type RefTensor, zeros } from './tensor.js';
  * normalisation removes, and without it eps = 0.01 overflows exp. Codes carry no gradient, so
  * there is no backward.
  */
-export function sinkhorn(scores: RefTensor, eps: number, iters: number): RefTensor {
+export function sinkhorn(scores: RefTensor,
+  opts?: { epsilon?: number; iterations?: number }): RefTensor;
+/** The older positional form: sinkhorn(scores, eps, iters). */
+export function sinkhorn(scores: RefTensor, eps: number, iters: number): RefTensor;
+export function sinkhorn(scores: RefTensor,
+  a: number | { epsilon?: number; iterations?: number } = {}, b?: number): RefTensor {
+  // The engine's form ({ epsilon, iterations }, defaults 0.05 and 3) or the positional one.
+  let eps: number;
+  let iters: number;
+  if (typeof a === 'number') {
+    eps = a;
+    iters = b as number;
+  } else {
+    if (a === null || typeof a !== 'object' || Array.isArray(a) || b !== undefined ||
+      Object.keys(a).some((k) => k !== 'epsilon' && k !== 'iterations')) {
+      throw new Error(`sinkhorn: give { epsilon, iterations } (as the engine's sinkhorn) or ` +
+        `eps, iters, got ${JSON.stringify(a)}${b === undefined ? '' : `, ${JSON.stringify(b)}`}`);
+    }
+    eps = a.epsilon ?? 0.05;
+    iters = a.iterations ?? 3;
+  }
   if (scores.shape.length !== 2) {
     throw new Error(`sinkhorn: scores must be [B, K], got [${scores.shape.join(', ')}]`);
   }

@@ -45,6 +45,18 @@ describe('sinkhorn', () => {
     expectClose(sinkhorn(s, 0.5, 3).data, naiveSinkhorn(s, 0.5, 3), 1e-13);
   });
 
+  it("takes the engine's options object, with its defaults (epsilon 0.05, 3 iterations)", () => {
+    const s = uniform([6, 5], mulberry32(2), -1, 1);
+    expect(sinkhorn(s, { epsilon: 0.5, iterations: 7 }).data)
+      .toEqual(sinkhorn(s, 0.5, 7).data);
+    expect(sinkhorn(s).data).toEqual(sinkhorn(s, 0.05, 3).data);
+    expect(sinkhorn(s, { iterations: 1 }).data).toEqual(sinkhorn(s, 0.05, 1).data);
+    expect(() => sinkhorn(s, { eps: 0.5 } as never)).toThrow(
+      'sinkhorn: give { epsilon, iterations } (as the engine\'s sinkhorn) or eps, iters, got ' +
+      '{"eps":0.5}');
+    expect(() => (sinkhorn as (...a: unknown[]) => unknown)(s, { epsilon: 0.5 }, 3)).toThrow(/sinkhorn: give/);
+  });
+
   it('2x2 balanced by hand: scores I with eps 1 give e / (1 + e) on the diagonal', () => {
     const q = sinkhorn(ref([2, 2], [1, 0, 0, 1]), 1, 3);
     const d = Math.E / (1 + Math.E);
