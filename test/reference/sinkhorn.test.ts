@@ -54,7 +54,8 @@ describe('sinkhorn', () => {
     expect(() => sinkhorn(s, { eps: 0.5 } as never)).toThrow(
       'sinkhorn: give { epsilon, iterations } (as the engine\'s sinkhorn) or eps, iters, got ' +
       '{"eps":0.5}');
-    expect(() => (sinkhorn as (...a: unknown[]) => unknown)(s, { epsilon: 0.5 }, 3)).toThrow(/sinkhorn: give/);
+    expect(() => (sinkhorn as (...a: unknown[]) => unknown)(s, { epsilon: 0.5 }, 3))
+      .toThrow(/sinkhorn: give/);
   });
 
   it('2x2 balanced by hand: scores I with eps 1 give e / (1 + e) on the diagonal', () => {
