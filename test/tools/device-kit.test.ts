@@ -119,3 +119,19 @@ describe('tools/device/run.sh', () => {
       'carry .gpu');
   });
 });
+
+describe('tools/device/prepare.sh', () => {
+  it('a failed download of the loaders is said, with apt-get\'s message, before bundling', () => {
+    const { dir, bin } = tree('prepare.sh', false);
+    mkdirSync(join(dir, 'node_modules/webgpu'), { recursive: true });
+    stub(bin, 'apt-get', 'echo "E: Unable to locate package libvulkan1" >&2; exit 100');
+    stub(bin, 'npx', `echo "npx $*" >> "${dir}/calls"`);
+    const r = spawnSync('bash', [join(dir, 'tools/device/prepare.sh')], { encoding: 'utf8',
+      timeout: 60_000, env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('E: Unable to locate package libvulkan1');
+    expect(r.stderr).toContain('prepare.sh: apt-get could not download the Vulkan and glvnd ' +
+      'loaders (its message is above; after apt-get update, run this again)');
+    expect(existsSync(join(dir, 'calls'))).toBe(false);
+  });
+});

@@ -12,6 +12,15 @@ out=.gpu
 [ -d node_modules/webgpu ] || { echo "prepare.sh: run npm ci first" >&2; exit 1; }
 rm -rf "$out"
 mkdir -p "$out/tools" "$out/node_modules/webgpu" "$out/deb"
+# The loaders the device notes name for Vulkan on that machine (libvulkan1, and glvnd's for
+# the NVIDIA driver's own libraries). First, so that a failure costs no bundling, and said:
+# apt-get's own message stays on stderr.
+if ! (cd "$out/deb" && apt-get download -q libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 \
+  libglx0 libgles2 > /dev/null); then
+  echo "prepare.sh: apt-get could not download the Vulkan and glvnd loaders (its message" \
+    "is above; after apt-get update, run this again)" >&2
+  exit 1
+fi
 # Bundles keep `require` (Dawn's module is loaded through it) and leave webgpu outside.
 banner="import { createRequire as __req } from 'node:module';
 const require = __req(import.meta.url);"
@@ -27,9 +36,5 @@ cp node_modules/webgpu/package.json node_modules/webgpu/index.js "$out/node_modu
 # Gzipped (47 MiB, not 120): run.sh unpacks both.
 gzip -c node_modules/webgpu/dist/linux-x64/dawn.node > "$out/dawn.node.gz"
 gzip -c "$(command -v node)" > "$out/node.gz"
-# The loaders the device notes name for Vulkan on that machine (libvulkan1, and glvnd's for
-# the NVIDIA driver's own libraries).
-(cd "$out/deb" && apt-get download -q libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 \
-  libgles2 2>/dev/null >/dev/null)
 echo "$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+changes')" > "$out/REVISION"
 du -sh "$out"
