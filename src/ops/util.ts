@@ -186,9 +186,10 @@ export function checkKeys(op: string, name: string, v: unknown, keys: readonly s
 
 /**
  * The known key a mistyped one most likely meant, ignoring case: one within an edit or two
- * (strdie, stride), one whose letters the other holds in order (eps, epsilon; transB,
- * transposeB), or one that starts the same way for half its length (reduce, reduction);
- * the fewest edits wins. Null when none is close.
+ * (strdie, stride; two neighbours swapped count as one edit, rleu, relu), one whose letters
+ * the other holds in order (eps, epsilon; transB, transposeB), or one that starts the same
+ * way for half its length (reduce, reduction); the fewest edits wins. Null when none is
+ * close.
  */
 function closestKey(key: string, keys: readonly string[]): string | null {
   const a = key.toLowerCase();
@@ -211,14 +212,22 @@ function closestKey(key: string, keys: readonly string[]): string | null {
   return best;
 }
 
-/** Levenshtein distance: insertions, deletions and substitutions. */
+/**
+ * Edits between two strings: insertions, deletions, substitutions and swaps of two adjacent
+ * letters (the commonest slip of the keys, bais for bias, one edit rather than two).
+ */
 function editDistance(a: string, b: string): number {
+  let before: number[] = [];
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const row = [i];
     for (let j = 1; j <= b.length; j++) {
       row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        row[j] = Math.min(row[j], before[j - 2] + 1);
+      }
     }
+    before = prev;
     prev = row;
   }
   return prev[b.length];

@@ -270,6 +270,11 @@ describe('matmul options from plain JavaScript', () => {
     expect(() => js(a, b, { transposeB: true })).toThrow(OpArgumentError);
     expect(() => js(a, b, { transposeB: true })).toThrow(
       `matmul: unknown option "transposeB" (did you mean "transB"?); ${keys}`);
+    // Two neighbours swapped are one slip: short keys were two edits away, past the bound.
+    expect(() => js(a, b, { rleu: true })).toThrow(
+      `matmul: unknown option "rleu" (did you mean "relu"?); ${keys}`);
+    expect(() => js(a, b, { bais: null })).toThrow(
+      `matmul: unknown option "bais" (did you mean "bias"?); ${keys}`);
     expect(() => js(a, b, { tiling: { ...REGISTER_TILING, tm: 4 } })).toThrow('matmul: ' +
       'unknown key "tm" in options.tiling (did you mean "TM"?); options.tiling takes variant, ' +
       'TM, TN, WG_X, WG_Y, BK');
