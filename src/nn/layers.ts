@@ -6,10 +6,38 @@ import { relu } from '../ops/elementwise.js';
 import { matmul } from '../ops/matmul.js';
 import { checkConvTiling, conv2d, type Conv2dOptions, type ConvTiling } from '../ops/conv.js';
 import { batchNorm } from '../ops/batchnorm.js';
-import { fail } from '../ops/util.js';
+import { checkKeys, fail, optionKeys } from '../ops/util.js';
 import { OpArgumentError } from '../gpu/errors.js';
 import { checkInitRng, checkLayerFlag, checkLayerInt, checkLayerNumber, checkLayerPair,
   layerError, Module, type InitRng } from './module.js';
+
+export interface LinearOptions {
+  /** Add a learned bias; default true. */
+  bias?: boolean;
+  /** Prefix of the parameters' names; default 'linear'. */
+  name?: string;
+}
+
+export type Conv2dLayerOptions = Conv2dOptions & {
+  /** Add a learned bias; default false. */
+  bias?: boolean;
+  name?: string;
+};
+
+export interface BatchNormLayerOptions {
+  momentum?: number;
+  eps?: number;
+  relu?: boolean;
+  name?: string;
+}
+
+// Each layer's option keys, so that a misspelt one ({ strides: 2 }) is refused with the
+// closest known key, as the ops refuse theirs, instead of leaving its default in place.
+const LINEAR_KEYS = optionKeys<LinearOptions>({ bias: true, name: true });
+const CONV2D_KEYS = optionKeys<Conv2dLayerOptions>({ stride: true, padding: true,
+  dilation: true, tiling: true, bias: true, name: true });
+const BATCHNORM_KEYS = optionKeys<BatchNormLayerOptions>({ momentum: true, eps: true,
+  relu: true, name: true });
 
 /** y = x W^T + b with W [out, in], as PyTorch stores it; U(-1/sqrt(in), 1/sqrt(in)) init. */
 export class Linear extends Module {
@@ -17,9 +45,10 @@ export class Linear extends Module {
   readonly bias: Tensor | null;
 
   constructor(engine: Engine, readonly inFeatures: number, readonly outFeatures: number,
-    rng: InitRng, opts: { bias?: boolean; name?: string } = {}) {
+    rng: InitRng, opts: LinearOptions = {}) {
     super(engine);
     const layer = `Linear "${opts?.name ?? 'linear'}"`;
+    checkKeys(layer, 'options', opts, LINEAR_KEYS);
     checkLayerInt(layer, 'inFeatures', inFeatures);
     checkLayerInt(layer, 'outFeatures', outFeatures);
     checkInitRng(layer, rng);
@@ -47,10 +76,10 @@ export class Conv2d extends Module {
   readonly bias: Tensor | null;
 
   constructor(engine: Engine, readonly inChannels: number, readonly outChannels: number,
-    readonly kernel: number, rng: InitRng, readonly opts: Conv2dOptions & { bias?: boolean;
-      name?: string } = {}) {
+    readonly kernel: number, rng: InitRng, readonly opts: Conv2dLayerOptions = {}) {
     super(engine);
     const layer = `Conv2d "${opts?.name ?? 'conv'}"`;
+    checkKeys(layer, 'options', opts, CONV2D_KEYS);
     checkLayerInt(layer, 'inChannels', inChannels);
     checkLayerInt(layer, 'outChannels', outChannels);
     checkLayerInt(layer, 'kernel', kernel);
@@ -105,11 +134,12 @@ export class BatchNorm extends Module {
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
 
-  constructor(engine: Engine, readonly channels: number, readonly opts: { momentum?: number;
-    eps?: number; relu?: boolean; name?: string } = {}) {
+  constructor(engine: Engine, readonly channels: number,
+    readonly opts: BatchNormLayerOptions = {}) {
     super(engine);
     const name = opts?.name ?? 'bn';
     const layer = `BatchNorm "${name}"`;
+    checkKeys(layer, 'options', opts, BATCHNORM_KEYS);
     checkLayerInt(layer, 'channels', channels);
     // The ranges batchNorm takes (PyTorch's convention: running = (1 - m) running + m batch).
     if (opts.momentum !== undefined) {

@@ -187,8 +187,11 @@ function geometry(op: string, xShape: readonly number[], wShape: readonly number
   return { N, C, H, W, O, KH, KW, OH, OW, stride, padding, dilation };
 }
 
-/** conv2d's tiling rules, also run by nn.Conv2d when it is built with a tiling. */
-export { checkTiling as checkConvTiling };
+/** conv2d's rules for a forced tiling, keys and values, also run by nn.Conv2d's constructor. */
+export function checkConvTiling(t: ConvTiling): void {
+  checkKeys('conv2d', 'tiling', t, TILING_KEYS);
+  checkTiling(t);
+}
 
 function checkTiling(t: ConvTiling): void {
   // Workgroup sides as WebGPU's default limits allow (256 invocations, 256 along x or y).

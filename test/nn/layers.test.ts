@@ -35,6 +35,13 @@ describe('Linear', () => {
       'Linear "linear": bias must be true or false, got no');
   });
 
+  it('refuses unknown option keys, naming the closest', () => {
+    // { bais: false } kept the bias.
+    refuses(() => new Linear(engine(), 2, 3, rng(), { bais: false } as never),
+      'Linear "linear": unknown option "bais" (did you mean "bias"?); Linear "linear" takes ' +
+      'bias, name');
+  });
+
   it('good sizes still build and run', async () => {
     const l = new Linear(engine(), 3, 2, rng(), { bias: false });
     expect(l.weight.shape).toEqual([2, 3]);
@@ -92,6 +99,24 @@ describe('Conv2d', () => {
     expect(Array.from(await y.read())).toEqual([27, 37, 57, 67]);
   });
 
+  it('refuses unknown option keys and tiling keys at construction, naming the closest', () => {
+    const e = engine();
+    const cpu = { TM: 16, TN: 8, WG_X: 8, WG_Y: 1 };
+    const keys = 'Conv2d "conv" takes stride, padding, dilation, tiling, bias, name';
+    // { strides: 2 } built a stride-1 layer: forward passes conv2d its known keys only.
+    refuses(() => new Conv2d(e, 1, 2, 3, rng(), { strides: 2 } as never),
+      `Conv2d "conv": unknown option "strides" (did you mean "stride"?); ${keys}`);
+    refuses(() => new Conv2d(e, 1, 2, 3, rng(), { pad: 1, name: 'stem' } as never),
+      'Conv2d "stem": unknown option "pad" (did you mean "padding"?); Conv2d "stem" takes ');
+    refuses(() => new Conv2d(e, 1, 2, 3, rng(), null as never),
+      'Conv2d "conv": options must be an object with keys among stride, padding, dilation, ' +
+      'tiling, bias, name, got null');
+    // A misspelt tiling key passed the constructor and was refused at the first forward.
+    refuses(() => new Conv2d(e, 1, 2, 3, rng(), { tiling: { ...cpu, foward: 'rows' } as never }),
+      'Conv2d "conv": unknown key "foward" in tiling (did you mean "forward"?); tiling takes ' +
+      'TM, TN, WG_X, WG_Y, forward, BK, VEC, inputGrad');
+  });
+
   it('numbers and pairs within range still build and run', async () => {
     const e = engine();
     const c = new Conv2d(e, 1, 2, 3, rng(), { stride: [2, 1], padding: 1, dilation: 1,
@@ -117,6 +142,16 @@ describe('BatchNorm', () => {
     refuses(() => new BatchNorm(e, 0), 'BatchNorm "bn": channels must be an integer >= 1, got 0');
     refuses(() => new BatchNorm(e, 3, { relu: 'yes' as never }),
       'BatchNorm "bn": relu must be true or false, got yes');
+  });
+
+  it('refuses unknown option keys, naming the closest', () => {
+    const e = engine();
+    // { momentun: 0.01 } kept the default momentum 0.1.
+    refuses(() => new BatchNorm(e, 3, { momentun: 0.01 } as never),
+      'BatchNorm "bn": unknown option "momentun" (did you mean "momentum"?); BatchNorm "bn" ' +
+      'takes momentum, eps, relu, name');
+    refuses(() => new BatchNorm(e, 3, { epsilon: 1e-3, name: 'bn1' } as never),
+      'BatchNorm "bn1": unknown option "epsilon" (did you mean "eps"?)');
   });
 
   it('the ends of the momentum range are allowed', () => {
