@@ -186,10 +186,9 @@ export class GpuContext {
     if (this.lostMessage !== null) throw new DeviceLostError(`${what}: ${this.lostMessage}`);
   }
 
+  /** checkNotLost, then a ShaderError for any error the device reported since the last. */
   checkAlive(what: string): void {
-    if (this.lostMessage !== null) {
-      throw new DeviceLostError(`${what}: ${this.lostMessage}`);
-    }
+    this.checkNotLost(what);
     if (this.uncaptured.length) {
       const errs = this.uncaptured.splice(0);
       throw new ShaderError(`${what}: the GPU reported an error earlier: ${errs.join('; ')}`);
