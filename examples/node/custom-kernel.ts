@@ -2,7 +2,8 @@
 // the shader is handed to createEngine by name, the op records one dispatch, and compare()
 // judges its output with a named tolerance tier. Run: npx tsx examples/node/custom-kernel.ts
 import { createEngine, type Tensor } from '../../src/node.js';
-import { add, compare, mulberry32, randn, roundToF32, scale, TOL } from '../../src/reference/index.js';
+import { add, compare, mulberry32, randn, roundToF32, scale, TOL }
+  from '../../src/reference/index.js';
 
 // out = alpha x + y. Bindings are matched by name; the uniform struct's members are set by
 // name through `uniforms`; `override` constants are set per dispatch through `overrides`.
@@ -20,15 +21,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 }`;
 
 const engine = await createEngine({ shaders: { saxpy: SAXPY } });
+/** Invocations per workgroup: the shader's WG and the dispatch arithmetic, from one value. */
+const WG = 64;
 
 /** alpha x + y as an op: recorded now, run with the rest of the graph in one submission. */
 function saxpy(alpha: number, x: Tensor, y: Tensor): Tensor {
   const [out] = engine.record({
     op: 'saxpy', inputs: [x, y], outputs: [x.shape],
     encode: (ctx) => ctx.dispatch({
-      shader: 'saxpy', overrides: { WG: 64 },
+      shader: 'saxpy', overrides: { WG },
       bindings: { x: ctx.input(0), y: ctx.input(1), out: ctx.output(0) },
-      uniforms: { alpha, n: x.size }, workgroups: Math.ceil(x.size / 64),
+      uniforms: { alpha, n: x.size }, workgroups: Math.ceil(x.size / WG),
     }),
   });
   return out;

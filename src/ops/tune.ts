@@ -150,7 +150,9 @@ export function checkConvShapes(fn: string, shapes: readonly ConvShape[]): void 
     if (typeof s !== 'object' || s === null) bad(i, `must be { x, w, ... }, got ${showValue(s)}`);
     for (const [name, rule] of [['x', '[N, C, H, W]'], ['w', '[O, C, KH, KW]']] as const) {
       const given: unknown = s[name];
-      if (!Array.isArray(given)) bad(i, `${name} must be an array ${rule}, got ${showValue(given)}`);
+      if (!Array.isArray(given)) {
+        bad(i, `${name} must be an array ${rule}, got ${showValue(given)}`);
+      }
       const v = given as unknown[];
       if (v.length !== 4) {
         bad(i, `${name} ${dims(v)} must be ${rule} (rank 4), got rank ${v.length}`);
