@@ -529,6 +529,9 @@ describe('second derivatives through the activations', () => {
     // tanh(w)^2: 2 (t'^2 + t t'') = 2 (1 - t^2) (1 - 3 t^2), both inputs of tanhGrad in play
     ['tanh(w)^2', (w) => ops.square(ops.tanh(w)),
       (w, v) => 2 * (1 - Math.tanh(w) ** 2) * (1 - 3 * Math.tanh(w) ** 2) * v],
+    // sigmoid(w)^2: 2 (s'^2 + s s'') = 2 s^2 (1 - s) (2 - 3 s), both inputs of sigmoidGrad
+    ['sigmoid(w)^2', (w) => ops.square(ops.sigmoid(w)),
+      (w, v) => 2 * sig(w) ** 2 * (1 - sig(w)) * (2 - 3 * sig(w)) * v],
   ];
   for (const [name, f, hv] of cases) {
     it(`${name}: H v matches the closed form`, async () => {
@@ -541,6 +544,17 @@ describe('second derivatives through the activations', () => {
       got.forEach((x, i) => expect(x, `${name} [${i}]`).toBeCloseTo(hv(w0[i], v0[i]), 5));
     });
   }
+
+  it('reluGrad with a broadcast dy: its gradient in dy sums back over the broadcast rows',
+    async () => {
+      const e = engine();
+      const dy = e.param([1, 2, 3], [3], 'dy');
+      const x = e.tensor([1, -1, 0, -2, 5, 6], [2, 3]);
+      // sum(reluGrad(dy, x) c) in dy: c summed over the rows where x > 0.
+      const c = e.tensor([10, 20, 30, 40, 50, 60], [2, 3]);
+      const [g] = grad(sum(ops.mul(ops.reluGrad(dy, x), c)), [dy]);
+      expect(Array.from(await g!.read())).toEqual([10, 50, 60]);
+    });
 
   it("matmul's fused ReLU: H v of sum(relu(x W)^2) in W is x^T (2 [z > 0] (x V))", async () => {
     const e = engine();
