@@ -10,6 +10,7 @@ import { add, scale } from '../ops/elementwise.js';
 import { concatRows, sliceRows } from '../ops/shape.js';
 import { softCrossEntropy } from '../ops/softmax.js';
 import { topk } from '../ops/topk.js';
+import { showValue } from '../ops/util.js';
 import { SGD } from '../optim/sgd.js';
 import { blockRows, checkFeatures, checkLabels, uploadBlocks, type Features,
   type RowBlock } from './features.js';
@@ -133,7 +134,7 @@ export async function linearProbe(engine: Engine, trainX: Features, trainY: Arra
   if (!Number.isFinite(lr) || lr <= 0) fail(`lr must be a number > 0, got ${lr}`);
   const seed = opts.seed ?? 0;
   if (!Number.isSafeInteger(seed)) {
-    fail(`seed must be an integer, got ${typeof seed === 'number' ? seed : JSON.stringify(seed)}`);
+    fail(`seed must be an integer, got ${showValue(seed)}`);
   }
   const [train, test] = standardize(trainX, testX, 'linearProbe');
   const { rows: n, dim } = train;

@@ -126,6 +126,11 @@ describe('linearProbe', () => {
       await expect(linearProbe(e, f, [0, 1, 2], f, [0, 1, 2], { seed })).rejects.toThrow(
         `linearProbe: seed must be an integer, got ${seed}`);
     }
+    // JSON.stringify threw its own TypeError on a bigint instead of this message.
+    await expect(linearProbe(e, f, [0, 1, 2], f, [0, 1, 2], { seed: 3n as never })).rejects
+      .toThrow('linearProbe: seed must be an integer, got 3n');
+    await expect(linearProbe(e, f, [0, 1, 2], f, [0, 1, 2], { seed: '3' as never })).rejects
+      .toThrow('linearProbe: seed must be an integer, got "3"');
     await expect(linearProbe(e, f, [0, 1, 3], f, [0, 1, 2], { classes: 3 })).rejects.toThrow(
       'linearProbe: trainY[2] = 3 is not a class in 0..2');
   });
