@@ -1,6 +1,21 @@
 // Sinkhorn-Knopp equipartition of SwAV's codes, as in the paper's official code, in float64.
 
+import { show } from './checks.js';
 import { type RefTensor, zeros } from './tensor.js';
+
+/**
+ * The engine's sinkhorn options. `schedule` picks how the GPU runs the iterations, not what
+ * they compute: accepted (so one object serves both) and checked, with nothing to choose here.
+ */
+export interface SinkhornOptions {
+  /** Default 0.05. */
+  epsilon?: number;
+  /** Default 3. */
+  iterations?: number;
+  schedule?: 'auto' | 'small' | 'passes';
+}
+
+const SINKHORN_KEYS: (keyof SinkhornOptions)[] = ['epsilon', 'iterations', 'schedule'];
 
 /**
  * Codes Q [B, K] from prototype scores [B, K]. With P = exp(scores / eps)^T of shape [K, B]:
@@ -12,12 +27,11 @@ import { type RefTensor, zeros } from './tensor.js';
  * normalisation removes, and without it eps = 0.01 overflows exp. Codes carry no gradient, so
  * there is no backward.
  */
-export function sinkhorn(scores: RefTensor,
-  opts?: { epsilon?: number; iterations?: number }): RefTensor;
+export function sinkhorn(scores: RefTensor, opts?: SinkhornOptions): RefTensor;
 /** The older positional form: sinkhorn(scores, eps, iters). */
 export function sinkhorn(scores: RefTensor, eps: number, iters: number): RefTensor;
-export function sinkhorn(scores: RefTensor,
-  a: number | { epsilon?: number; iterations?: number } = {}, b?: number): RefTensor {
+export function sinkhorn(scores: RefTensor, a: number | SinkhornOptions = {},
+  b?: number): RefTensor {
   // The engine's form ({ epsilon, iterations }, defaults 0.05 and 3) or the positional one.
   let eps: number;
   let iters: number;
@@ -25,13 +39,25 @@ export function sinkhorn(scores: RefTensor,
     eps = a;
     iters = b as number;
   } else {
-    if (a === null || typeof a !== 'object' || Array.isArray(a) || b !== undefined ||
-      Object.keys(a).some((k) => k !== 'epsilon' && k !== 'iterations')) {
+    if (a === null || typeof a !== 'object' || Array.isArray(a) || b !== undefined) {
       throw new Error(`sinkhorn: give { epsilon, iterations } (as the engine's sinkhorn) or ` +
-        `eps, iters, got ${JSON.stringify(a)}${b === undefined ? '' : `, ${JSON.stringify(b)}`}`);
+        `eps, iters, got ${show(a)}${b === undefined ? '' : `, ${show(b)}`}`);
+    }
+    const unknown = Object.keys(a).find((k) => !(SINKHORN_KEYS as string[]).includes(k));
+    if (unknown !== undefined) {
+      throw new Error(`sinkhorn: unknown option ${show(unknown)}; it takes the engine's ` +
+        `${SINKHORN_KEYS.join(', ')}`);
+    }
+    if (a.schedule !== undefined && !['auto', 'small', 'passes'].includes(a.schedule)) {
+      throw new Error(`sinkhorn: schedule must be 'auto', 'small' or 'passes', got ` +
+        show(a.schedule));
     }
     eps = a.epsilon ?? 0.05;
     iters = a.iterations ?? 3;
+  }
+  if (typeof eps !== 'number' || typeof iters !== 'number') {
+    throw new Error(`sinkhorn: eps and iters must be numbers, got ${show(eps)} and ` +
+      show(iters));
   }
   if (scores.shape.length !== 2) {
     throw new Error(`sinkhorn: scores must be [B, K], got [${scores.shape.join(', ')}]`);

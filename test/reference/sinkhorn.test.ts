@@ -52,11 +52,24 @@ describe('sinkhorn', () => {
     expect(sinkhorn(s).data).toEqual(sinkhorn(s, 0.05, 3).data);
     expect(sinkhorn(s, { iterations: 1 }).data).toEqual(sinkhorn(s, 0.05, 1).data);
     expect(() => sinkhorn(s, { eps: 0.5 } as never)).toThrow(
-      'sinkhorn: give { epsilon, iterations } (as the engine\'s sinkhorn) or eps, iters, got ' +
-      '{"eps":0.5}');
+      'sinkhorn: unknown option "eps"; it takes the engine\'s epsilon, iterations, schedule');
     expect(() => (sinkhorn as (...a: unknown[]) => unknown)(s, { epsilon: 0.5 }, 3))
-      .toThrow(/sinkhorn: give/);
+      .toThrow('sinkhorn: give { epsilon, iterations } (as the engine\'s sinkhorn) or eps, ' +
+        'iters, got {"epsilon":0.5}, 3');
   });
+
+  it("takes the engine's whole options object, schedule included, and refuses non-numbers",
+    () => {
+      const s = uniform([6, 5], mulberry32(2), -1, 1);
+      // One object for the engine and the reference: schedule changes only how the GPU runs.
+      const o = { epsilon: 0.5, iterations: 7, schedule: 'small' } as const;
+      expect(sinkhorn(s, o).data).toEqual(sinkhorn(s, 0.5, 7).data);
+      expect(() => sinkhorn(s, { schedule: 'fast' as never })).toThrow(
+        "sinkhorn: schedule must be 'auto', 'small' or 'passes', got \"fast\"");
+      // A string epsilon was divided by as if a number.
+      expect(() => sinkhorn(s, { epsilon: '0.5' as never })).toThrow(
+        'sinkhorn: eps and iters must be numbers, got "0.5" and 3');
+    });
 
   it('2x2 balanced by hand: scores I with eps 1 give e / (1 + e) on the diagonal', () => {
     const q = sinkhorn(ref([2, 2], [1, 0, 0, 1]), 1, 3);
