@@ -39,8 +39,9 @@ export function bundledShaderLoader(extra: Record<string, string> = {}): ShaderL
     const s = bundledShaders[name];
     if (s === undefined) {
       throw new ShaderError(`shader ${name}.wgsl is not in the bundle (it has: ` +
-        `${Object.keys(bundledShaders).sort().join(', ')}; a shader of your own is passed by ` +
-        `name: createEngine({ shaders: { ${name}: source } }))`);
+        `${Object.keys(bundledShaders).sort().join(', ')}): one of the engine's added since ` +
+        `the bundle was built needs npm run build:browser; a shader of your own is passed by ` +
+        `name: createEngine({ shaders: { ${name}: source } })`);
     }
     return s;
   };
