@@ -25,9 +25,11 @@ function normAxes(op: string, x: Tensor, axes: number | readonly number[] | unde
     [...axes];
   const out: number[] = [];
   for (const a of list) {
-    if (!Number.isInteger(a) || a < -x.rank || a >= x.rank) {
-      fail(op, `axis ${showValue(a)} is out of range for ${x.describe()}`);
+    if (!Number.isInteger(a)) {
+      fail(op, `axis ${showValue(a)} is not an integer (the axes of ${x.describe()} are ` +
+        `${-x.rank}..${x.rank - 1})`);
     }
+    if (a < -x.rank || a >= x.rank) fail(op, `axis ${a} is out of range for ${x.describe()}`);
     const n = a < 0 ? a + x.rank : a;
     if (out.includes(n)) {
       fail(op, `axes [${list.join(', ')}] name axis ${n} more than once (each axis may ` +

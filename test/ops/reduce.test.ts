@@ -36,9 +36,12 @@ describe('repeated axes', () => {
     expect(Array.from(await red.max(x, [-2]).read())).toEqual([4, 5, 6]);
   });
 
-  it('an axis given as a string is shown quoted', () => {
+  it('an axis given as a string is shown quoted, and called no integer, not out of range', () => {
     const x = engine().tensor([1, 2, 3, 4, 5, 6], [2, 3], { name: 'x' });
-    expect(() => red.sum(x, ['1'] as never)).toThrow('sum: axis "1" is out of range for x [2, 3]');
+    expect(() => red.sum(x, ['1'] as never))
+      .toThrow('sum: axis "1" is not an integer (the axes of x [2, 3] are -2..1)');
+    expect(() => red.max(x, 0.5)).toThrow('max: axis 0.5 is not an integer (the axes of x');
+    expect(() => red.sum(x, [2])).toThrow('sum: axis 2 is out of range for x [2, 3]');
   });
 
   it('axes and keepDims of other types are refused; valid ones still reduce', async () => {
