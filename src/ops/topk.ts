@@ -69,8 +69,9 @@ export function topk(x: Tensor, k: number): TopK {
   const outShape = [...x.shape.slice(0, -1), k];
   const passes = plan(cols, k);
   const [values, indices] = x.engine.record({
+    // Differentiable in the graph's sense (its values are piecewise linear in x), with no
+    // backward rule: a gradient through topk is a loud error, never a silently dropped term.
     op: 'topk', inputs: [x], outputs: [outShape, outShape], attrs: { k },
-    differentiable: false,
     encode: (ctx) => {
       let vals = ctx.input(0);
       let ids = vals;

@@ -4,6 +4,9 @@
 import { describe, expect, it } from 'vitest';
 import { NotSupportedError, OpArgumentError } from '../../src/gpu/errors.js';
 import { topk } from '../../src/ops/topk.js';
+import { add } from '../../src/ops/elementwise.js';
+import { sum } from '../../src/ops/reduce.js';
+import { grad } from '../../src/graph/autodiff.js';
 import { TOL } from '../../src/reference/compare.js';
 import { ref } from '../../src/reference/tensor.js';
 import { topk as refTopk } from '../../src/reference/topk.js';
@@ -73,12 +76,18 @@ describe('topk against the reference', () => {
     expect(va).toEqual(vb);
   });
 
-  it('carries no gradient', () => {
+  it('has no gradient: a gradient through it is a loud error, not a dropped term', async () => {
     const e = engine();
     const x = e.tensor([1, 2, 3], [1, 3], { requiresGrad: true });
     const r = topk(x, 2);
-    expect(r.values.requiresGrad).toBe(false);
-    expect(r.indices.requiresGrad).toBe(false);
+    // sum(x) + sum(topk(x)) once gave d/dx = [1, 1, 1], silently missing topk's [0, 1, 1].
+    const loss = add(sum(x), sum(r.values));
+    expect(() => grad(loss, [x])).toThrow(NotSupportedError);
+    expect(() => grad(loss, [x])).toThrow(/op 'topk' has no backward rule/);
+    // Under noGrad (evaluation, kNN) it records nothing to differentiate, and runs.
+    const v = e.noGrad(() => topk(x, 2).values);
+    expect(v.requiresGrad).toBe(false);
+    expect(Array.from(await v.read())).toEqual([3, 2]);
   });
 });
 
