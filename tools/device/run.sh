@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # On the lent GPU machine, from the repository root with .gpu/ carried (prepare.sh built it
-# here): the kernel checks on the adapter's default tilings, the full benchmark against
-# TensorFlow.js and jax-js on the same adapter (and PyTorch on the CPU where its Python has
-# torch), then the checks again with the choices the benchmark tuned. Every output goes to
+# here): the kernel checks on the adapter's default tilings, every tiling candidate the
+# tuner may choose against the references (and against each other, bit for bit), then the
+# full benchmark against TensorFlow.js and jax-js on the same adapter (and PyTorch on the
+# CPU where its Python has torch). Every output goes to
 # $OUT (or ./gpu-out). About 5-8 minutes; SECONDS_LEFT bounds the benchmark. Each step runs
 # whatever the one before it did; the exit status is 1 when any step failed (device.log
 # says which), else 0.
@@ -47,11 +48,12 @@ python=$(command -v python3 || echo /usr/bin/python3)
 log "checks, default tilings"
 node .gpu/tools/checks.js --json "$out/checks-default.json" > "$out/checks-default.txt" 2>&1
 ended $? "$(tail -1 "$out/checks-default.txt")"
+log "checks, every tiling candidate"
+node .gpu/tools/checks.js --tilings --large --json "$out/checks-tilings.json" \
+  > "$out/checks-tilings.txt" 2>&1
+ended $? "$(tail -1 "$out/checks-tilings.txt")"
 log "bench (python: $python)"
 timeout "${SECONDS_LEFT:-420}" node .gpu/tools/bench.js --python "$python" \
   --json "$out/bench.json" "$@" 2>&1 | tee "$out/bench.txt" | grep -v '^Warning: max'
 ended "${PIPESTATUS[0]}"
-log "checks, tuned choices"
-node .gpu/tools/checks.js --tune --json "$out/checks-tuned.json" > "$out/checks-tuned.txt" 2>&1
-ended $? "$(tail -1 "$out/checks-tuned.txt")"
 exit "$status"
