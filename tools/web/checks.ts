@@ -489,7 +489,8 @@ function tolText(t: Tolerance): string {
 }
 
 /** The share of its tolerance the worst element uses: below 1 passes. */
-export function usageOf(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: Tolerance): number {
+export function usageOf(actual: ArrayLike<number>, expected: ArrayLike<number>,
+  tol: Tolerance): number {
   let worst = 0;
   for (let i = 0; i < expected.length; i++) {
     const err = Math.abs(actual[i] - expected[i]);
