@@ -2,6 +2,7 @@
 // keyed by (seed, epoch, step) so that a resumed run draws exactly the same crops.
 
 import { CROP_FLOATS, MAX_BLUR_RADIUS, packCrops, type CropParams } from '../ops/augment.js';
+import { checkKeys, optionKeys } from '../ops/util.js';
 import { mulberry32 } from '../util/random.js';
 
 // ---- counter-based seeding -----------------------------------------------------------
@@ -76,6 +77,12 @@ export interface CropSamplingOptions {
 function bad(message: string): never {
   throw new RangeError(`sampleCrops: ${message}`);
 }
+
+/** The keys sampleCrops takes (and MultiCropLoader, less the four it fills in). */
+export const SAMPLING_KEYS = optionKeys<CropSamplingOptions>({ batch: true, seed: true,
+  epoch: true, step: true, height: true, width: true, groups: true, flip: true, jitter: true,
+  blur: true });
+const GROUP_KEYS = optionKeys<CropGroup>({ count: true, size: true, scale: true, ratio: true });
 
 function checkProbability(name: string, p: unknown): number {
   if (typeof p !== 'number' || !(p >= 0 && p <= 1)) {
@@ -159,6 +166,10 @@ export function sampleCropBox(rng: () => number, height: number, width: number,
  */
 export function sampleCrops(opts: CropSamplingOptions, into?: Float32Array[]): Float32Array[] {
   if (!opts || typeof opts !== 'object') bad('options must be an object');
+  // A misspelt key ({ jiter }, { fliip }) would silently train without that augmentation.
+  checkKeys('sampleCrops', 'options', opts, SAMPLING_KEYS);
+  if (opts.jitter !== undefined) checkKeys('sampleCrops', 'jitter', opts.jitter, ['strength', 'p']);
+  if (opts.blur !== undefined) checkKeys('sampleCrops', 'blur', opts.blur, ['p', 'sigma']);
   const batch = checkCount('batch', opts.batch, 1);
   const seed = checkCount('seed', opts.seed, 0);
   const epoch = checkCount('epoch', opts.epoch, 0);
@@ -193,6 +204,7 @@ export function sampleCrops(opts: CropSamplingOptions, into?: Float32Array[]): F
   const groups = opts.groups.map((g, gi) => {
     const name = `groups[${gi}]`;
     if (!g || typeof g !== 'object') bad(`${name} must be {count, size, scale}`);
+    checkKeys('sampleCrops', name, g, GROUP_KEYS);
     checkCount(`${name}.count`, g.count, 1);
     checkCount(`${name}.size`, g.size, 1);
     const scale = checkRange(`${name}.scale`, g.scale, (lo, hi) => lo > 0 && lo <= hi && hi <= 1,

@@ -4,7 +4,8 @@
 import type { Engine } from '../graph/engine.js';
 import type { Tensor } from '../graph/tensor.js';
 import { CROP_FLOATS, multiCrop, type PackedImages } from '../ops/augment.js';
-import { sampleCrops, type CropSamplingOptions } from './crops.js';
+import { SAMPLING_KEYS, sampleCrops, type CropSamplingOptions } from './crops.js';
+import { checkKeys } from '../ops/util.js';
 
 export interface ImageSource {
   /** count x height x width u8 pixels, row-major. */
@@ -75,6 +76,8 @@ export interface MultiCropLoaderOptions
 export class MultiCropLoader {
   readonly images: GpuImages;
   private opts: MultiCropLoaderOptions;
+  /** The options sampleCrops takes (mean and std are the loader's). */
+  private sampling: Omit<CropSamplingOptions, 'epoch' | 'step' | 'height' | 'width'>;
   private indexHost: Float32Array;
   private indexLeaf: Tensor;
   private paramHost: Float32Array[];
@@ -84,8 +87,12 @@ export class MultiCropLoader {
   constructor(images: GpuImages, opts: MultiCropLoaderOptions) {
     this.images = images;
     this.opts = opts;
+    checkKeys('MultiCropLoader', 'options', opts, [...SAMPLING_KEYS.filter((k) =>
+      !['epoch', 'step', 'height', 'width'].includes(k)), 'mean', 'std']);
+    const { mean: _mean, std: _std, ...sampling } = opts;
+    this.sampling = sampling;
     // Sampling once up front checks every option before anything is allocated.
-    this.paramHost = sampleCrops({ ...opts, epoch: 0, step: 0, height: images.height,
+    this.paramHost = sampleCrops({ ...sampling, epoch: 0, step: 0, height: images.height,
       width: images.width });
     const engine = images.tensor.engine;
     this.indexHost = new Float32Array(opts.batch);
@@ -120,7 +127,7 @@ export class MultiCropLoader {
       }
       this.indexHost[b] = v;
     }
-    sampleCrops({ ...this.opts, epoch, step, height: this.images.height,
+    sampleCrops({ ...this.sampling, epoch, step, height: this.images.height,
       width: this.images.width }, this.paramHost);
     this.indexLeaf.write(this.indexHost);
     this.paramLeaves.forEach((leaf, g) => leaf.write(this.paramHost[g]));

@@ -7,6 +7,7 @@ import type { Engine } from '../graph/engine.js';
 import { Tensor } from '../graph/tensor.js';
 import { Module } from '../nn/module.js';
 import { concatRows } from '../ops/shape.js';
+import { checkKeys, optionKeys } from '../ops/util.js';
 
 /** A row-major matrix of features: `rows` samples of `dim` values each. */
 export interface Features {
@@ -90,6 +91,8 @@ export async function extractFeatures(engine: Engine, model: FeatureModel, ds: I
   opts: ExtractOptions): Promise<Features> {
   const what = 'extractFeatures';
   checkImageDataset(ds, what);
+  checkKeys(what, 'options', opts, optionKeys<ExtractOptions>({ batch: true, mean: true,
+    std: true, limit: true, batchesPerRead: true }));
   const batch = checkPositiveInt(what, 'batch', opts.batch ?? 256);
   const { mean, std } = opts;
   if (!Number.isFinite(mean)) fail(what, `mean must be a finite number, got ${mean}`);

@@ -6,6 +6,7 @@ import type { Tensor } from '../graph/tensor.js';
 import { matmul } from '../ops/matmul.js';
 import { concatRows, sliceRows } from '../ops/shape.js';
 import { topk, TOPK_MAX_K } from '../ops/topk.js';
+import { checkKeys, optionKeys } from '../ops/util.js';
 import { blockRows, checkFeatures, checkLabels, uploadBlocks, type Features,
   type RowBlock } from './features.js';
 
@@ -66,6 +67,8 @@ export async function knnPredict(engine: Engine, bankX: Features, bankY: ArrayLi
   testX: Features, opts: KnnOptions = {}): Promise<Int32Array> {
   checkFeatures('knn', 'bankX', bankX);
   checkFeatures('knn', 'testX', testX);
+  checkKeys('knn', 'options', opts, optionKeys<KnnOptions>({ k: true, temperature: true,
+    classes: true, chunk: true, rowsPerRun: true, bankBlock: true }));
   if (bankX.dim !== testX.dim) {
     fail(`bank features are ${bankX.dim}-d but test features are ${testX.dim}-d`);
   }

@@ -10,7 +10,7 @@ import { add, scale } from '../ops/elementwise.js';
 import { concatRows, sliceRows } from '../ops/shape.js';
 import { softCrossEntropy } from '../ops/softmax.js';
 import { topk } from '../ops/topk.js';
-import { showValue } from '../ops/util.js';
+import { checkKeys, optionKeys, showValue } from '../ops/util.js';
 import { SGD } from '../optim/sgd.js';
 import { blockRows, checkFeatures, checkLabels, uploadBlocks, type Features,
   type RowBlock } from './features.js';
@@ -125,6 +125,9 @@ export async function linearProbe(engine: Engine, trainX: Features, trainY: Arra
   if (trainX.dim !== testX.dim) {
     fail(`train features are ${trainX.dim}-d but test features are ${testX.dim}-d`);
   }
+  checkKeys('linearProbe', 'options', opts, optionKeys<LinearProbeOptions>({ epochs: true,
+    batch: true, lr: true, momentum: true, weightDecay: true, seed: true, classes: true,
+    onEpoch: true }));
   const classes = positiveInt('classes', opts.classes ?? 10);
   checkLabels('linearProbe', 'trainY', trainY, trainX.rows, classes);
   checkLabels('linearProbe', 'testY', testY, testX.rows, classes);

@@ -5,7 +5,7 @@ import type { Engine } from '../graph/engine.js';
 import type { Tensor } from '../graph/tensor.js';
 import { addRelu } from '../ops/elementwise.js';
 import { globalAvgPool } from '../ops/pool.js';
-import { fail } from '../ops/util.js';
+import { checkKeys, fail, optionKeys } from '../ops/util.js';
 import { BatchNorm, Conv2d } from './layers.js';
 import { checkInitRng, checkLayerInt, Module, type InitRng } from './module.js';
 
@@ -79,6 +79,8 @@ export class ResNet extends Module {
   constructor(engine: Engine, rng: InitRng, readonly opts: ResNetOptions = {}) {
     super(engine);
     checkInitRng('ResNet', rng);
+    checkKeys('ResNet', 'options', opts, optionKeys<ResNetOptions>({ inChannels: true,
+      width: true, blocks: true, strides: true }));
     const inC = checkLayerInt('ResNet', 'inChannels', opts.inChannels ?? 1);
     const width = checkLayerInt('ResNet', 'width', opts.width ?? 16);
     const blocks = opts.blocks ?? [1, 1, 1];

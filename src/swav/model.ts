@@ -7,7 +7,7 @@ import type { Tensor } from '../graph/tensor.js';
 import { l2Normalize } from '../ops/l2norm.js';
 import { matmul } from '../ops/matmul.js';
 import { concatRows, assign } from '../ops/shape.js';
-import { fail } from '../ops/util.js';
+import { checkKeys, fail, optionKeys } from '../ops/util.js';
 import { BatchNorm, Linear } from '../nn/layers.js';
 import { Module, initRng } from '../nn/module.js';
 import { ResNet, type ResNetOptions } from '../nn/resnet.js';
@@ -51,6 +51,8 @@ export class SwavModel extends Module {
 
   constructor(engine: Engine, opts: SwavModelOptions = {}) {
     super(engine);
+    checkKeys('SwavModel', 'options', opts, optionKeys<SwavModelOptions>({ backbone: true,
+      hidden: true, featDim: true, prototypes: true, seed: true }));
     const rng = initRng(opts.seed ?? 0);
     this.backbone = this.addModule('backbone', new ResNet(engine, rng, opts.backbone));
     this.featDim = opts.featDim ?? 64;

@@ -79,6 +79,16 @@ describe('keyed streams', () => {
 });
 
 describe('sampleCrops', () => {
+  it('refuses an unknown key at any level, naming the closest (it would drop an augmentation)',
+    () => {
+      expect(() => sampleCrops({ ...base, jiter: base.jitter } as never))
+        .toThrow('sampleCrops: unknown option "jiter" (did you mean "jitter"?)');
+      expect(() => sampleCrops({ ...base, blur: { p: 0.5, sigam: [0.1, 2] } } as never))
+        .toThrow('sampleCrops: unknown key "sigam" in blur');
+      expect(() => sampleCrops({ ...base, groups: [{ count: 1, size: 8, scale: [0.1, 1],
+        ratios: [1, 1] }] } as never)).toThrow('sampleCrops: unknown key "ratios" in groups[0]');
+    });
+
   it('is a function of (seed, epoch, step): same key same crops, any other key not', () => {
     const a = sampleCrops(base);
     expect(sampleCrops(base)).toEqual(a);

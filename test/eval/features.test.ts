@@ -100,6 +100,8 @@ describe('extractFeatures', () => {
       .rejects.toThrow('extractFeatures: images has 36 bytes');
     await expect(extractFeatures(e, (x) => sliceRows(x, 0, 1), ds, { mean: 0, std: 1 }))
       .rejects.toThrow('extractFeatures: the model returned');
+    await expect(extractFeatures(e, id, ds, { mean: 0, std: 1, batchSize: 2 } as never))
+      .rejects.toThrow('extractFeatures: unknown option "batchSize"');
     const notTensor = (() => [1, 2]) as unknown as (x: Tensor) => Tensor;
     await expect(extractFeatures(e, notTensor, ds, { mean: 0, std: 1 })).rejects.toThrow(
       'extractFeatures: the model returned object, not a Tensor of features (a batch of 3');

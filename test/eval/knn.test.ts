@@ -134,6 +134,9 @@ describe('knn argument errors', () => {
       'knn: k = 4 is more than the 3 bank rows');
     await expect(knnPredict(e, bank, [0, 1, 0], feats([[1, 0]]), { k: 65 })).rejects.toThrow(
       'knn: k must be an integer in 1..64, got 65');
+    // { temp: 0.5 } voted at the default temperature.
+    await expect(knnPredict(e, bank, [0, 1, 0], feats([[1, 0]]), { k: 1, temp: 0.5 } as never))
+      .rejects.toThrow('knn: unknown option "temp" (did you mean "temperature"?)');
     await expect(knnPredict(e, bank, [0, 1, 0], feats([[1, 0]]), { k: 1, temperature: 0 }))
       .rejects.toThrow('knn: temperature must be a number > 0, got 0');
     // One row more than a [chunk, 3] similarity matrix can hold in one binding.

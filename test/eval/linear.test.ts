@@ -122,6 +122,8 @@ describe('linearProbe', () => {
       'linearProbe: epochs must be a positive integer, got 0');
     await expect(linearProbe(e, f, [0, 1, 2], f, [0, 1, 2], { lr: -1 })).rejects.toThrow(
       'linearProbe: lr must be a number > 0, got -1');
+    await expect(linearProbe(e, f, [0, 1, 2], f, [0, 1, 2], { epoch: 3 } as never))
+      .rejects.toThrow('linearProbe: unknown option "epoch" (did you mean "epochs"?)');
     for (const seed of [NaN, -1.5]) {
       await expect(linearProbe(e, f, [0, 1, 2], f, [0, 1, 2], { seed })).rejects.toThrow(
         `linearProbe: seed must be an integer, got ${seed}`);

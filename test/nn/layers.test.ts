@@ -7,6 +7,7 @@ import { OpArgumentError } from '../../src/gpu/errors.js';
 import { BatchNorm, Conv2d, Linear, ReLU, Sequential } from '../../src/nn/layers.js';
 import { initRng, type InitRng } from '../../src/nn/module.js';
 import { ResNet } from '../../src/nn/resnet.js';
+import { SwavModel } from '../../src/swav/model.js';
 import { useEngine } from '../helpers/gpu.js';
 
 const engine = useEngine();
@@ -181,5 +182,17 @@ describe('Sequential and ResNet', () => {
       'ResNet: blocks must be a non-empty array of block counts, got ');
     refuses(() => new ResNet(e, undefined as never),
       'ResNet: rng must be an InitRng ({ normal, uniform }, from initRng(seed)), got undefined');
+    // { widht: 8 } built the default width-16 network.
+    refuses(() => new ResNet(e, rng(), { widht: 8 } as never),
+      'ResNet: unknown option "widht" (did you mean "width"?)');
+  });
+
+  it('SwavModel refuses an unknown option, naming the closest', () => {
+    const e = engine();
+    refuses(() => new SwavModel(e, { prototype: 30 } as never),
+      'SwavModel: unknown option "prototype" (did you mean "prototypes"?)');
+    refuses(() => new SwavModel(e, { backbone: { blocks: [1], strid: [1] } } as never),
+      'ResNet: unknown option "strid" (did you mean "strides"?)');
+    expect(new SwavModel(e, { prototypes: 30, featDim: 8 }).prototypes.shape).toEqual([30, 8]);
   });
 });

@@ -225,7 +225,8 @@ describe('MultiCropLoader: one step of SwAV crops', () => {
         // Leaves, scratch and outputs all come back from the pool: nothing new per step.
         expect(e.lastRun.allocations, `allocations at step (${epoch}, ${step})`).toBe(0);
       }
-      const params = sampleCrops({ ...opts, epoch, step, height: H, width: W });
+      const { mean: _mean, std: _std, ...sampling } = opts;
+      const params = sampleCrops({ ...sampling, epoch, step, height: H, width: W });
       opts.groups.forEach((g, gi) => {
         expect([...outs[gi].shape]).toEqual([opts.batch * g.count, 1, g.size, g.size]);
         const crops = unpackCrops(params[gi]);
@@ -252,6 +253,17 @@ describe('MultiCropLoader: one step of SwAV crops', () => {
     expect(c[0]).not.toEqual(a[0]);
     first.dispose();
     resumed.dispose();
+    images.dispose();
+  });
+
+  it('refuses an unknown option, and the four keys it fills in itself', () => {
+    const e = engine();
+    const images = new GpuImages(e, { images: makeImages(count, H, W, 9), count, height: H,
+      width: W });
+    expect(() => new MultiCropLoader(images, { ...opts, nean: 0.3 } as never))
+      .toThrow('MultiCropLoader: unknown option "nean" (did you mean "mean"?)');
+    expect(() => new MultiCropLoader(images, { ...opts, epoch: 3 } as never))
+      .toThrow('MultiCropLoader: unknown option "epoch"');
     images.dispose();
   });
 
