@@ -10,6 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=.gpu
 [ -d node_modules/webgpu ] || { echo "prepare.sh: run npm ci first" >&2; exit 1; }
+# That machine is x86-64: this machine's node, Dawn and packages must be too.
+if [ "$(uname -m)" != x86_64 ]; then
+  echo "prepare.sh: this machine is $(uname -m); the GPU machine runs x86-64 binaries," \
+    "so build .gpu/ on an x86-64 machine" >&2
+  exit 1
+fi
 rm -rf "$out"
 mkdir -p "$out/tools" "$out/node_modules/webgpu" "$out/deb"
 # The loaders the device notes name for Vulkan on that machine (libvulkan1, and glvnd's for
