@@ -36,7 +36,7 @@ function show(v: unknown, depth: number): string {
     if (depth === 0) return '[...]';
     return `[${v.slice(0, 6).map((e) => show(e, depth - 1)).join(', ')}${more(v.length)}]`;
   }
-  if (!isPlainObject(v)) {
+  if (!isLiteralObject(v)) {
     const kind = (v as object).constructor?.name ?? 'object';
     return ArrayBuffer.isView(v) && 'length' in v ? `a ${kind} of ${v.length}` : `a ${kind}`;
   }
@@ -48,10 +48,21 @@ function show(v: unknown, depth: number): string {
 }
 
 /** An object written as a literal ({ ... }) or made by Object.create(null). */
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+function isLiteralObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== 'object' || v === null) return false;
   const proto = Object.getPrototypeOf(v);
   return proto === Object.prototype || proto === null;
+}
+
+/**
+ * An options object: a literal, an Object.create(null), an instance of a class of the
+ * caller's or an object of another realm (an iframe, a vm context), each read by its own
+ * enumerable keys; not an array, a typed array, a tensor or a built-in such as a Map or a
+ * Date, whose entries are not keys (a Map of { stride: 2 } would read as no options).
+ */
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !(v instanceof Tensor) &&
+    Object.prototype.toString.call(v) === '[object Object]';
 }
 
 export function checkTensor(op: string, name: string, t: unknown): asserts t is Tensor {

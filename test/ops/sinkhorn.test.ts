@@ -155,6 +155,24 @@ describe('options', () => {
       'options object must be the last argument, as in sinkhorn(scores, { ... }); got 10 after it');
   });
 
+  it('reads a class instance and an object of another realm by their keys; refuses a Map',
+    async () => {
+      const e = engine();
+      const s = roundToF32({ shape: [2, 3], data: Float64Array.from(S) });
+      const want = await sinkhorn(upload(e, s), { epsilon: 0.5, iterations: 10 }).read();
+      class Opts { epsilon = 0.5; iterations = 10; }
+      const { runInNewContext } = await import('node:vm');
+      const foreign: unknown = runInNewContext('({ epsilon: 0.5, iterations: 10 })');
+      expect(Object.getPrototypeOf(foreign)).not.toBe(Object.prototype);
+      for (const o of [new Opts(), foreign]) {
+        expect(await (js(upload(e, s), o) as ReturnType<typeof sinkhorn>).read()).toEqual(want);
+      }
+      // A Map's entries are no keys: read as {}, it would have run with the defaults.
+      expect(() => js(upload(e, s), new Map([['epsilon', 0.5]]))).toThrow(
+        'sinkhorn: options must be one object, as in sinkhorn(scores, { epsilon, iterations, ' +
+        'schedule }); got a Map');
+    });
+
   it('refuses unknown keys, naming the closest known one', () => {
     const s = engine().tensor(S, [2, 3]);
     expect(() => js(s, { eps: 0.5 })).toThrow('sinkhorn: unknown option "eps" ' +
