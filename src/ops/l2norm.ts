@@ -4,7 +4,7 @@
 import { NotSupportedError } from '../gpu/errors.js';
 import { registerGrad } from '../graph/autodiff.js';
 import type { Tensor } from '../graph/tensor.js';
-import { checkFinite, checkRank, groups } from './util.js';
+import { checkArity, checkFinite, checkRank, groups } from './util.js';
 
 /** Rows per workgroup: one thread per row. */
 const WG = 64;
@@ -16,6 +16,7 @@ const WG = 64;
  */
 export function l2Normalize(x: Tensor, eps = 1e-12): Tensor {
   const op = 'l2Normalize';
+  checkArity(op, arguments, 2, 'l2Normalize(x, eps)');
   checkRank(op, 'x', x, [2]);
   checkFinite(op, 'eps', eps, (v) => v > 0, 'must be > 0');
   const [N, D] = x.shape;

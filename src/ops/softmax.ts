@@ -3,8 +3,8 @@
 
 import { registerGrad } from '../graph/autodiff.js';
 import type { Tensor } from '../graph/tensor.js';
-import { checkChoice, checkFinite, checkOptions, checkRank, checkSameShape, checkTensor, fail,
-  groups, optionKeys } from './util.js';
+import { checkArity, checkChoice, checkFinite, checkOptions, checkRank, checkSameShape,
+  checkTensor, fail, groups, optionKeys } from './util.js';
 
 /** Threads per workgroup of every kernel here; a power of two (ce_mean's tree needs it). */
 const WG = 64;
@@ -51,11 +51,13 @@ function softmaxOp(op: 'softmax' | 'logSoftmax', x: Tensor, temperature: number)
 
 /** softmax(x / T) over the last axis. */
 export function softmax(x: Tensor, temperature = 1): Tensor {
+  checkArity('softmax', arguments, 2, 'softmax(x, temperature)');
   return softmaxOp('softmax', x, temperature);
 }
 
 /** log softmax(x / T) over the last axis. */
 export function logSoftmax(x: Tensor, temperature = 1): Tensor {
+  checkArity('logSoftmax', arguments, 2, 'logSoftmax(x, temperature)');
   return softmaxOp('logSoftmax', x, temperature);
 }
 

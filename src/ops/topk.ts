@@ -2,7 +2,7 @@
 
 import { NotSupportedError } from '../gpu/errors.js';
 import type { Tensor } from '../graph/tensor.js';
-import { checkInt, checkTensor, fail, groups } from './util.js';
+import { checkArity, checkInt, checkTensor, fail, groups } from './util.js';
 
 const WG = 64;
 /** Largest k: the kernel's private list (KMAX in topk.wgsl). */
@@ -52,6 +52,7 @@ function plan(cols: number, k: number): Pass[] {
  * x: [..., M] with 1 <= k <= min(M, 64) and M <= 2^24. Outputs [..., k]; carries no gradient.
  */
 export function topk(x: Tensor, k: number): TopK {
+  checkArity('topk', arguments, 2, 'topk(x, k)');
   checkTensor('topk', 'x', x);
   if (x.rank < 1) fail('topk', `x must have at least one axis, got ${x.describe()}`);
   const cols = x.shape[x.rank - 1];

@@ -142,6 +142,21 @@ export interface OptionsForm {
 }
 
 /**
+ * Refuses arguments past an op's last (`call` shows its form): plain JavaScript would drop
+ * them, and what a caller meant by one (a dim, as in PyTorch's softmax(x, dim)) would be
+ * silently lost.
+ */
+export function checkArity(op: string, args: ArrayLike<unknown>, max: number, call: string):
+  void {
+  const extra = Array.from(args).slice(max);
+  while (extra.length && extra.at(-1) === undefined) extra.pop();
+  if (extra.length) {
+    fail(op, `takes at most ${max} arguments, as in ${call}; got ${extra.map(showValue)
+      .join(', ')} after them`);
+  }
+}
+
+/**
  * Checks the options argument `args[at]` of an op called from JavaScript, where nothing
  * else does: it must be left out or a plain object of known keys, and nothing may follow
  * it. Values passed one by one (sinkhorn(x, 0.5, 10)), an unknown key ({ strides: 2 },

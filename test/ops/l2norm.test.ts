@@ -132,6 +132,8 @@ describe('l2Normalize argument checks', () => {
     ['eps negative', (x) => l2Normalize(x, -1e-12), /l2Normalize: eps must be > 0, got -1e-12/],
     ['eps infinite', (x) => l2Normalize(x, Infinity),
       /l2Normalize: eps must be a finite number, got Infinity/],
+    ['a third argument', (x) => (l2Normalize as (...a: unknown[]) => unknown)(x, 1e-12, 1),
+      /l2Normalize: takes at most 2 arguments, as in l2Normalize\(x, eps\); got 1 after them/],
     ['not a tensor', () => l2Normalize([1, 2] as never),
       /l2Normalize: x must be a Tensor, got \[1, 2\]/],
     ['eps a string', (x) => l2Normalize(x, '1e-6' as never),

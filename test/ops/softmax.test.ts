@@ -201,6 +201,11 @@ describe('argument checks', () => {
       [() => ops.softmax(x, 0), /softmax: temperature must be > 0, got 0/],
       [() => ops.logSoftmax(x, -1), /logSoftmax: temperature must be > 0, got -1/],
       [() => ops.softmax(x, NaN), /softmax: temperature must be a finite number, got NaN/],
+      // PyTorch's softmax(x, dim) habit: a third argument was dropped without a word.
+      [() => (ops.softmax as (...a: unknown[]) => unknown)(x, 0.5, -1),
+        /softmax: takes at most 2 arguments, as in softmax\(x, temperature\); got -1 after/],
+      [() => (ops.logSoftmax as (...a: unknown[]) => unknown)(x, 1, 'x'),
+        /logSoftmax: takes at most 2 arguments.*got "x" after them/],
       [() => ops.softCrossEntropy(x, q, Infinity),
         /softCrossEntropy: temperature must be a finite number, got Infinity/],
       [() => ops.softCrossEntropy(x, e.zeros([3, 5])),

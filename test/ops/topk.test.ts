@@ -134,6 +134,8 @@ describe('topk argument errors', () => {
     expect(() => topk(wide, 65)).toThrow(NotSupportedError);
     expect(() => topk(wide, 65)).toThrow('topk: k = 65 is past the largest supported k (64');
     expect(() => topk(3 as never, 1)).toThrow('topk: x must be a Tensor, got 3');
+    expect(() => (topk as (...a: unknown[]) => unknown)(x, 2, -1))
+      .toThrow('topk: takes at most 2 arguments, as in topk(x, k); got -1 after them');
     expect(() => topk(x, '2' as never)).toThrow('topk: k must be an integer >= 1, got "2"');
   });
 
