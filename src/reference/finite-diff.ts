@@ -165,8 +165,23 @@ export function checkGrad(f: ScalarFn, xs: RefTensor[], analytic: (RefTensor | n
         `but input ${i} has [${x.shape.join(', ')}]`);
     }
     checkNumbers(what, `gradient ${i} data`, g.data);
+    if (g.data.length !== x.data.length) {
+      throw new Error(`${what}: gradient ${i} holds ${g.data.length} values but its shape ` +
+        `[${g.shape.join(', ')}] has ${x.data.length}`);
+    }
+    // One tensor at two positions: each perturbation moves both, so the numeric derivative
+    // is their sum and neither analytic gradient alone can match it.
+    const twin = xs.findIndex((o, j) => j !== i && o === x);
+    if (twin >= 0) {
+      throw new Error(`${what}: inputs ${Math.min(i, twin)} and ${Math.max(i, twin)} are the ` +
+        'same tensor: pass it once (with the sum of its gradients), or pass a copy');
+    }
     checked.push(i);
   });
+  if (mode === 'full' && opts.directions !== undefined) {
+    throw new Error(`${what}: directions applies to mode 'directional'; mode 'full' ` +
+      'differentiates along every element');
+  }
   if (checked.every((i) => xs[i].data.length === 0)) {
     throw new Error(`${what}: nothing to check: ` + (checked.length === 0
       ? `every one of the ${xs.length} gradients is null`

@@ -98,6 +98,21 @@ describe('checkGrad and numericGrad refuse what would check nothing or mislead',
       .toThrow('checkGrad(gradient): nothing to check: every input with a gradient is empty');
   });
 
+  it('one tensor at two positions, directions in full mode and a short gradient are refused',
+    () => {
+      const a = x();
+      // f(a, a) = sum(a^3) + sin(a_0): each perturbation moves both positions, so the numeric
+      // derivative is the sum of the two analytic ones, and either alone would "fail".
+      const g = grads(a, a);
+      expect(() => checkGrad(f, [a, a], g, FD)).toThrow(
+        'checkGrad(gradient): inputs 0 and 1 are the same tensor: pass it once');
+      expect(() => checkGrad(f, [x(), y()], grads(x(), y()), { ...FD, directions: 5 }))
+        .toThrow("checkGrad(gradient): directions applies to mode 'directional'");
+      const short = { shape: x().shape, data: new Float64Array(1) };
+      expect(() => checkGrad(f, [x(), y()], [short, null], FD)).toThrow(
+        `checkGrad(gradient): gradient 0 holds 1 values but its shape [${x().shape.join(', ')}]`);
+    });
+
   it('an unknown mode is refused, not run as directional', () => {
     expect(() => checkGrad(f, [x(), y()], grads(x(), y()), { ...FD, mode: 'Directional' as never }))
       .toThrow(`checkGrad(gradient): mode must be 'full' or 'directional', got "Directional"`);
