@@ -67,6 +67,12 @@ struct Params {
 // The input as vec4s (the same buffer as x), for forward_rows' vector loads.
 @group(0) @binding(10) var<storage, read> x4: array<vec4<f32>>;
 
+// The element of a one-per-invocation entry (pack_weights*, sum_partials): its folded
+// workgroup's linear index times WG plus its place in the workgroup.
+fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, li: u32) -> i32 {
+  return i32((wid.x + wid.y * nwg.x) * WG + li);
+}
+
 // (chunk, row tile, column tile) of a workgroup from its folded linear index.
 fn tile_of(wid: vec3<u32>, nwg: vec3<u32>) -> vec3<i32> {
   let g = i32(wid.x + wid.y * nwg.x);
@@ -317,7 +323,7 @@ fn rows_block(b: vec4<i32>, acc: ptr<function, array<f32, 128>>) {
 fn pack_weights(@builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-  let i = i32((wid.x + wid.y * nwg.x) * WG + li);
+  let i = flat_index(wid, nwg, li);
   if (i >= p.total) { return; }
   let opad = p.rows4 * 4;
   let o = i % opad;
@@ -334,7 +340,7 @@ fn pack_weights(@builtin(workgroup_id) wid: vec3<u32>,
 fn pack_weights_flipped(@builtin(workgroup_id) wid: vec3<u32>,
                         @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) li: u32) {
-  let i = i32((wid.x + wid.y * nwg.x) * WG + li);
+  let i = flat_index(wid, nwg, li);
   if (i >= p.total) { return; }
   let cpad = p.rows4 * 4;
   let c = i % cpad;
@@ -575,7 +581,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
 fn sum_partials(@builtin(workgroup_id) wid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
-  let i = i32((wid.x + wid.y * nwg.x) * WG + li);
+  let i = flat_index(wid, nwg, li);
   if (i >= p.total) { return; }
   var s = 0.0;
   for (var k = 0; k < p.n_chunks; k++) { s += part[k * p.total + i]; }
