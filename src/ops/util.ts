@@ -60,7 +60,7 @@ function isLiteralObject(v: unknown): v is Record<string, unknown> {
  * enumerable keys; not an array, a typed array, a tensor or a built-in such as a Map or a
  * Date, whose entries are not keys (a Map of { stride: 2 } would read as no options).
  */
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+function isOptionsObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !(v instanceof Tensor) &&
     Object.prototype.toString.call(v) === '[object Object]';
 }
@@ -168,13 +168,13 @@ export function checkOptions(op: string, args: ArrayLike<unknown>, at: number,
   const opts = args[at];
   const extra = Array.from(args).slice(at + 1);
   const optional = form.optional ?? true;
-  if (isPlainObject(opts) && extra.every((v) => v === undefined)) {
+  if (isOptionsObject(opts) && extra.every((v) => v === undefined)) {
     checkKeys(op, 'options', opts, form.keys);
     return;
   }
   if (opts === undefined && optional && extra.every((v) => v === undefined)) return;
   const call = (inner: string) => form.call.replace('{}', `{ ${inner} }`);
-  if (isPlainObject(opts)) {
+  if (isOptionsObject(opts)) {
     fail(op, `the options object must be the last argument, as in ${call('...')}; got ` +
       `${extra.map(showValue).join(', ')} after it`);
   }
@@ -195,7 +195,7 @@ export function checkOptions(op: string, args: ArrayLike<unknown>, at: number,
 
 /** A plain object whose keys are all among `keys` (a nested options object included). */
 export function checkKeys(op: string, name: string, v: unknown, keys: readonly string[]): void {
-  if (!isPlainObject(v)) {
+  if (!isOptionsObject(v)) {
     fail(op, `${name} must be an object with keys among ${keys.join(', ')}, got ` +
       showValue(v));
   }
